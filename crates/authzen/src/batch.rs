@@ -1,0 +1,384 @@
+//! Evaluating single and batch AuthZEN requests, and what each leaves in the log.
+//!
+//! A batch item that is malformed or does not map onto Cedar is denied on its
+//! own, with the reason in its `context.error`; the rest of the batch proceeds.
+//! Only a batch that is itself malformed or too large is refused whole (by the
+//! caller, with a 400).
+
+use mandate_core::{AuditEvent, AuditKind, Decision, RequestDigester};
+use mandate_policy::PolicyBundle;
+use serde_json::{Map, Value, json};
+
+use crate::mapping::to_cedar;
+use crate::wire::{EvaluationRequest, EvaluationResponse, EvaluationsRequest, EvaluationsSemantic};
+
+/// Limits and presentation choices for evaluations.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// The most items one batch may hold.
+    pub max_items: usize,
+    /// Whether deny responses carry `context.reason_admin` naming the policies.
+    pub explain: bool,
+}
+
+/// One evaluated request: what to answer and what to record.
+#[derive(Debug, Clone)]
+pub struct EvaluatedItem {
+    /// The AuthZEN response for this item.
+    pub response: EvaluationResponse,
+    /// The decision behind it.
+    pub decision: Decision,
+    subject: String,
+    action: String,
+    resource: String,
+    /// The request as it was evaluated (defaults merged), for the keyed digest.
+    canonical: Vec<u8>,
+}
+
+impl EvaluatedItem {
+    /// The audit event recording this evaluation. The request itself is kept only
+    /// as a keyed digest.
+    pub fn audit_event(
+        &self,
+        time_us: i64,
+        request_id: &str,
+        digester: &RequestDigester,
+    ) -> AuditEvent {
+        let mut detail = Map::new();
+        detail.insert("reason".into(), Value::from(self.decision.reason.code()));
+        if let mandate_core::DecisionReason::InvalidRequest(why) = &self.decision.reason {
+            detail.insert("message".into(), Value::from(why.as_str()));
+        }
+        if !self.decision.errors.is_empty() {
+            detail.insert(
+                "errors".into(),
+                serde_json::to_value(&self.decision.errors).unwrap_or(Value::Null),
+            );
+        }
+        AuditEvent {
+            time_us,
+            kind: AuditKind::Decision,
+            request_id: request_id.to_owned(),
+            subject: self.subject.clone(),
+            action: self.action.clone(),
+            resource: self.resource.clone(),
+            outcome: self.decision.effect.as_str().to_owned(),
+            policies: self.decision.policies.clone(),
+            request_digest: digester.digest_hex(&self.canonical),
+            detail: Value::Object(detail),
+        }
+    }
+}
+
+fn response_for(decision: &Decision, explain: bool) -> EvaluationResponse {
+    let context = (!decision.is_allow() && explain).then(|| {
+        let mut c = Map::new();
+        c.insert("reason_admin".into(), json!({"en": decision.explain()}));
+        c
+    });
+    EvaluationResponse {
+        decision: decision.is_allow(),
+        context,
+    }
+}
+
+/// Evaluates one request that has already been parsed. A request that cannot be
+/// mapped onto Cedar is an error for the caller to answer with a 400.
+pub fn evaluate_one(
+    bundle: &PolicyBundle,
+    request: &EvaluationRequest,
+    limits: BatchLimits,
+) -> Result<EvaluatedItem, crate::MappingError> {
+    let parsed = to_cedar(request)?;
+    let decision = bundle.decide(parsed.request);
+    Ok(EvaluatedItem {
+        response: response_for(&decision, limits.explain),
+        decision,
+        subject: parsed.subject,
+        action: parsed.action,
+        resource: parsed.resource,
+        canonical: serde_json::to_vec(request).unwrap_or_default(),
+    })
+}
+
+/// A deny for a batch item that could not be evaluated.
+fn item_error(index: usize, message: String, raw: &Value) -> EvaluatedItem {
+    let mut context = Map::new();
+    context.insert("error".into(), json!({"status": 400, "message": message}));
+    EvaluatedItem {
+        response: EvaluationResponse {
+            decision: false,
+            context: Some(context),
+        },
+        decision: Decision::invalid(format!("evaluations[{index}]: {message}")),
+        subject: String::new(),
+        action: String::new(),
+        resource: String::new(),
+        canonical: serde_json::to_vec(raw).unwrap_or_default(),
+    }
+}
+
+/// Fills an item's missing subject / action / resource / context from the
+/// batch defaults (an item's own value replaces the default whole).
+fn merged_item(defaults: &Map<String, Value>, raw: &Value) -> Result<EvaluationRequest, String> {
+    let Value::Object(item) = raw else {
+        return Err("each evaluation must be a JSON object".to_owned());
+    };
+    let mut merged = Map::new();
+    for key in ["subject", "action", "resource", "context"] {
+        let value = item.get(key).or_else(|| defaults.get(key));
+        match value {
+            Some(Value::Null) | None if key == "context" => {}
+            Some(v) => {
+                merged.insert(key.to_owned(), v.clone());
+            }
+            None => {
+                return Err(format!(
+                    "{key} is missing (in the item and in the batch defaults)"
+                ));
+            }
+        }
+    }
+    serde_json::from_value(Value::Object(merged)).map_err(|e| e.to_string())
+}
+
+/// Either a batch's items, or (when it holds no `evaluations` array) the single
+/// evaluation the specification says it then stands for.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// No `evaluations`: answered like `/access/v1/evaluation`.
+    Single(Box<EvaluatedItem>),
+    /// One item per evaluated request, in request order.
+    Items(Vec<EvaluatedItem>),
+}
+
+/// Evaluates a batch. Refuses (with the message for a 400) only a batch over the
+/// item limit or, without items, one whose top-level request is incomplete.
+pub fn evaluate_batch(
+    bundle: &PolicyBundle,
+    batch: &EvaluationsRequest,
+    limits: BatchLimits,
+) -> Result<BatchOutcome, String> {
+    // The defaults are serialized once, not once per item.
+    let mut defaults = Map::new();
+    let fields = [
+        ("subject", batch.subject.as_ref().map(serde_json::to_value)),
+        ("action", batch.action.as_ref().map(serde_json::to_value)),
+        (
+            "resource",
+            batch.resource.as_ref().map(serde_json::to_value),
+        ),
+        (
+            "context",
+            batch.context.clone().map(|c| Ok(Value::Object(c))),
+        ),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            defaults.insert(key.to_owned(), value.map_err(|e| e.to_string())?);
+        }
+    }
+    let items = match &batch.evaluations {
+        Some(items) if !items.is_empty() => items,
+        _ => {
+            let single = merged_item(&defaults, &Value::Object(Map::new()))?;
+            let item = evaluate_one(bundle, &single, limits).map_err(|e| e.to_string())?;
+            return Ok(BatchOutcome::Single(Box::new(item)));
+        }
+    };
+    if items.len() > limits.max_items {
+        return Err(format!(
+            "a batch may hold at most {} evaluations; this one has {}",
+            limits.max_items,
+            items.len()
+        ));
+    }
+    let semantic = batch
+        .options
+        .as_ref()
+        .map(|o| o.evaluations_semantic)
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(items.len());
+    for (index, raw) in items.iter().enumerate() {
+        let item = match merged_item(&defaults, raw) {
+            Ok(request) => match evaluate_one(bundle, &request, limits) {
+                Ok(item) => item,
+                Err(e) => item_error(index, e.to_string(), raw),
+            },
+            Err(message) => item_error(index, message, raw),
+        };
+        let allowed = item.decision.is_allow();
+        out.push(item);
+        match semantic {
+            EvaluationsSemantic::DenyOnFirstDeny if !allowed => break,
+            EvaluationsSemantic::PermitOnFirstPermit if allowed => break,
+            _ => {}
+        }
+    }
+    Ok(BatchOutcome::Items(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mandate_policy::{PolicySources, SourceFile};
+
+    fn bundle() -> PolicyBundle {
+        PolicyBundle::from_sources(&PolicySources {
+            policies: vec![SourceFile {
+                name: "p.cedar".into(),
+                text: r#"@id("read") permit(principal, action == Action::"read", resource);"#
+                    .into(),
+            }],
+            ..PolicySources::default()
+        })
+        .unwrap()
+    }
+
+    const LIMITS: BatchLimits = BatchLimits {
+        max_items: 10,
+        explain: true,
+    };
+
+    fn batch(v: Value) -> EvaluationsRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn decisions(outcome: BatchOutcome) -> Vec<bool> {
+        match outcome {
+            BatchOutcome::Items(items) => items.iter().map(|i| i.response.decision).collect(),
+            BatchOutcome::Single(_) => panic!("expected items"),
+        }
+    }
+
+    fn three() -> Value {
+        json!({
+            "subject": {"type": "user", "id": "a"},
+            "resource": {"type": "doc", "id": "d"},
+            "evaluations": [
+                {"action": {"name": "read"}},
+                {"action": {"name": "write"}},
+                {"action": {"name": "read"}}
+            ]
+        })
+    }
+
+    #[test]
+    fn execute_all_answers_every_item_in_order() {
+        let out = evaluate_batch(&bundle(), &batch(three()), LIMITS).unwrap();
+        assert_eq!(decisions(out), [true, false, true]);
+    }
+
+    #[test]
+    fn deny_on_first_deny_stops_after_the_deny() {
+        let mut v = three();
+        v["options"] = json!({"evaluations_semantic": "deny_on_first_deny"});
+        assert_eq!(
+            decisions(evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap()),
+            [true, false]
+        );
+    }
+
+    #[test]
+    fn permit_on_first_permit_stops_after_the_permit() {
+        let mut v = three();
+        v["options"] = json!({"evaluations_semantic": "permit_on_first_permit"});
+        assert_eq!(
+            decisions(evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap()),
+            [true]
+        );
+    }
+
+    #[test]
+    fn a_bad_item_is_denied_alone() {
+        let v = json!({
+            "subject": {"type": "user", "id": "a"},
+            "evaluations": [
+                {"action": {"name": "read"}, "resource": {"type": "doc", "id": "d"}},
+                {"action": {"name": "read"}},
+                {"action": {"name": 7}, "resource": {"type": "doc", "id": "d"}},
+                "not an object",
+                {"action": {"name": "read"}, "resource": {"type": "doc", "id": "d", "properties": {"x": 1.5}}}
+            ]
+        });
+        let BatchOutcome::Items(items) = evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap()
+        else {
+            panic!()
+        };
+        let got: Vec<bool> = items.iter().map(|i| i.response.decision).collect();
+        assert_eq!(got, [true, false, false, false, false]);
+        let msg =
+            |i: usize| items[i].response.context.as_ref().unwrap()["error"]["message"].clone();
+        assert_eq!(
+            msg(1),
+            "resource is missing (in the item and in the batch defaults)"
+        );
+        assert!(
+            msg(2).as_str().unwrap().contains("invalid type"),
+            "{}",
+            msg(2)
+        );
+        assert_eq!(msg(3), "each evaluation must be a JSON object");
+        assert!(
+            msg(4).as_str().unwrap().contains("resource.properties.x"),
+            "{}",
+            msg(4)
+        );
+    }
+
+    #[test]
+    fn an_oversized_batch_is_refused_whole() {
+        let items: Vec<Value> = (0..11)
+            .map(|_| json!({"action": {"name": "read"}}))
+            .collect();
+        let v = json!({"subject": {"type": "u", "id": "a"}, "resource": {"type": "d", "id": "d"}, "evaluations": items});
+        let err = evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap_err();
+        assert_eq!(
+            err,
+            "a batch may hold at most 10 evaluations; this one has 11"
+        );
+    }
+
+    #[test]
+    fn without_items_the_batch_is_one_evaluation() {
+        let v = json!({"subject": {"type": "u", "id": "a"}, "action": {"name": "read"}, "resource": {"type": "d", "id": "d"}});
+        let out = evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap();
+        assert!(matches!(out, BatchOutcome::Single(item) if item.response.decision));
+        let incomplete = json!({"subject": {"type": "u", "id": "a"}});
+        assert!(evaluate_batch(&bundle(), &batch(incomplete), LIMITS).is_err());
+    }
+
+    #[test]
+    fn denies_explain_themselves_only_when_asked_and_audit_events_hold_no_request_data() {
+        let req: EvaluationRequest = serde_json::from_value(json!({
+            "subject": {"type": "user", "id": "a", "properties": {"ssn": "123-45-6789"}},
+            "action": {"name": "write"},
+            "resource": {"type": "doc", "id": "d"}
+        }))
+        .unwrap();
+        let item = evaluate_one(&bundle(), &req, LIMITS).unwrap();
+        assert_eq!(
+            item.response.context.as_ref().unwrap()["reason_admin"]["en"],
+            "no permit policy matched (default deny)"
+        );
+        let quiet = evaluate_one(
+            &bundle(),
+            &req,
+            BatchLimits {
+                explain: false,
+                ..LIMITS
+            },
+        )
+        .unwrap();
+        assert_eq!(quiet.response.context, None);
+        let event = item.audit_event(1, "r1", &RequestDigester::new(b"k"));
+        assert_eq!(event.outcome, "deny");
+        assert_eq!(event.subject, r#"user::"a""#);
+        assert!(
+            !serde_json::to_string(&event)
+                .unwrap()
+                .contains("123-45-6789")
+        );
+        assert_eq!(event.request_digest.len(), 64);
+    }
+}

@@ -1,0 +1,137 @@
+//! `mandate audit verify` and `mandate audit tail`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use mandate_core::AuditRecord;
+use mandate_store::{VerifyError, verify_audit};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{StoreArgs, init_quiet_logs};
+
+/// Exit code of `audit verify` for a broken log.
+const BROKEN: u8 = 3;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Walk every node's hash chain; exit 0 if intact, 3 naming the first broken record.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the latest audit records.
+    Tail {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// How many records to print.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u32,
+        /// Keep printing new records as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// One JSON object per record instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    init_quiet_logs();
+    match cmd {
+        AuditCommand::Verify { store } => verify(store).await,
+        AuditCommand::Tail {
+            store,
+            lines,
+            follow,
+            json,
+        } => tail(store, lines, follow, json).await,
+    }
+}
+
+async fn verify(args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let store = mandate_store::connect(&args.database_url()?).await?;
+    let result = verify_audit(store.as_ref()).await;
+    store.close().await;
+    match result {
+        Ok(report) => {
+            let per_node: Vec<String> = report
+                .chains
+                .iter()
+                .map(|c| format!("{}: {}", c.node_id, c.records))
+                .collect();
+            println!(
+                "audit log intact: {} records ({})",
+                report.total,
+                if per_node.is_empty() {
+                    "no nodes".to_owned()
+                } else {
+                    per_node.join(", ")
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(VerifyError::Broken(brk)) => {
+            println!("audit log BROKEN at record {}: {brk}", brk.seq());
+            Ok(ExitCode::from(BROKEN))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn format_time(us: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| us.to_string())
+}
+
+fn print(record: &AuditRecord, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(record)?);
+    } else {
+        let e = &record.event;
+        let policies = if e.policies.is_empty() {
+            "-".to_owned()
+        } else {
+            e.policies.join(",")
+        };
+        println!(
+            "{} {}#{} {} {} {} {} {} policies={} request_id={}",
+            format_time(e.time_us),
+            record.node_id,
+            record.seq,
+            e.kind.as_str(),
+            e.outcome.to_uppercase(),
+            e.subject,
+            e.action,
+            e.resource,
+            policies,
+            if e.request_id.is_empty() {
+                "-"
+            } else {
+                &e.request_id
+            },
+        );
+    }
+    Ok(())
+}
+
+async fn tail(args: StoreArgs, lines: u32, follow: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let store = mandate_store::connect(&args.database_url()?).await?;
+    let mut last = 0;
+    for (row, record) in store.audit_latest(lines).await? {
+        print(&record, json)?;
+        last = row;
+    }
+    while follow {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (row, record) in store.audit_after(last, 1000).await? {
+            print(&record, json)?;
+            last = row;
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}

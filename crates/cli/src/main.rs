@@ -1,0 +1,61 @@
+//! `mandate`: the runtime authority broker for AI agents, as one binary.
+//!
+//! Exit codes: 0 success; 1 error (message on stderr); 2 bad usage;
+//! 3 `audit verify` found the log broken.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Mandate: runtime authority broker for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "mandate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node: AuthZEN decision endpoints, health, metrics.
+    Serve(commands::serve::ServeArgs),
+    /// Inspect and verify the audit log.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
+    /// Check policy directories.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mandate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Audit(cmd) => commands::audit::run(cmd).await,
+            Command::Policy(cmd) => commands::policy::run(cmd),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mandate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Audit events and the records that seal them into a hash chain.
+//!
+//! Each node keeps its own chain: record `n` of node `N` carries the hash of
+//! record `n-1` of the same node, and its own hash covers every field. Changing,
+//! removing, inserting or reordering a record therefore breaks the chain at that
+//! point, which [`crate::ChainVerifier`] reports.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 hash.
+pub type Hash32 = [u8; 32];
+
+/// What kind of thing an audit event records. New kinds are added as Mandate
+/// grows (token issued, task completed, approval given, ...); the string form is
+/// what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditKind {
+    /// An authorization decision (AuthZEN evaluation, gateway call).
+    Decision,
+}
+
+impl AuditKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Decision => "decision",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<AuditKind> {
+        match name {
+            "decision" => Some(AuditKind::Decision),
+            _ => None,
+        }
+    }
+}
+
+/// Something that happened, before it is placed in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When it happened, in microseconds since the Unix epoch (UTC).
+    pub time_us: i64,
+    /// What kind of event this is.
+    pub kind: AuditKind,
+    /// The request ID (the caller's `X-Request-ID`, or one Mandate generated).
+    pub request_id: String,
+    /// Who acted, as a Cedar entity reference (`user::"alice"`).
+    pub subject: String,
+    /// What they did (`Action::"read"`).
+    pub action: String,
+    /// On what (`document::"q3-report"`).
+    pub resource: String,
+    /// The outcome (`allow`, `deny`, or an event-specific word).
+    pub outcome: String,
+    /// The policies that determined the outcome.
+    pub policies: Vec<String>,
+    /// Keyed digest of the request (hex), never the request itself.
+    pub request_digest: String,
+    /// Event-specific detail as JSON (reason, errored policies, ...). Must not
+    /// hold secrets or raw request data.
+    pub detail: serde_json::Value,
+}
+
+/// Where a chain ends: the sequence number and hash of its last record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    /// Sequence number of the last record (0 for an empty chain).
+    pub seq: u64,
+    /// Hash of the last record (all zeros for an empty chain).
+    pub hash: Hash32,
+}
+
+impl ChainHead {
+    /// The head of a chain that has no records yet.
+    pub const GENESIS: ChainHead = ChainHead {
+        seq: 0,
+        hash: [0; 32],
+    };
+}
+
+/// An event sealed into a node's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The node whose chain this record belongs to.
+    pub node_id: String,
+    /// Position in that node's chain, starting at 1.
+    pub seq: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// Hash of the previous record in the chain (zeros for the first).
+    #[serde(with = "hex_hash")]
+    pub prev_hash: Hash32,
+    /// Hash of this record.
+    #[serde(with = "hex_hash")]
+    pub hash: Hash32,
+}
+
+impl AuditRecord {
+    /// Seals `event` as the record after `head` in `node_id`'s chain.
+    pub fn seal(node_id: &str, head: ChainHead, event: AuditEvent) -> AuditRecord {
+        let seq = head.seq + 1;
+        let hash = record_hash(node_id, seq, &event, &head.hash);
+        AuditRecord {
+            node_id: node_id.to_owned(),
+            seq,
+            event,
+            prev_hash: head.hash,
+            hash,
+        }
+    }
+
+    /// The hash this record should have, recomputed from its fields.
+    pub fn expected_hash(&self) -> Hash32 {
+        record_hash(&self.node_id, self.seq, &self.event, &self.prev_hash)
+    }
+
+    /// The chain head this record leaves behind.
+    pub fn head(&self) -> ChainHead {
+        ChainHead {
+            seq: self.seq,
+            hash: self.hash,
+        }
+    }
+}
+
+/// Hashes every field with a length prefix, so that no two different records can
+/// encode to the same bytes (JSON would leave key order and escaping open).
+fn record_hash(node_id: &str, seq: u64, event: &AuditEvent, prev: &Hash32) -> Hash32 {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(b"mandate-audit-v1");
+    field(node_id.as_bytes());
+    field(&seq.to_be_bytes());
+    field(&event.time_us.to_be_bytes());
+    field(event.kind.as_str().as_bytes());
+    field(event.request_id.as_bytes());
+    field(event.subject.as_bytes());
+    field(event.action.as_bytes());
+    field(event.resource.as_bytes());
+    field(event.outcome.as_bytes());
+    field(&(event.policies.len() as u64).to_be_bytes());
+    for p in &event.policies {
+        field(p.as_bytes());
+    }
+    field(event.request_digest.as_bytes());
+    // serde_json writes object keys in sorted order (no preserve_order feature),
+    // so the same detail always serializes to the same bytes.
+    field(event.detail.to_string().as_bytes());
+    field(prev);
+    h.finalize().into()
+}
+
+mod hex_hash {
+    use super::Hash32;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(h: &Hash32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(h))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash32, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&text, &mut out).map_err(D::Error::custom)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn event(n: u32) -> AuditEvent {
+        AuditEvent {
+            time_us: 1_700_000_000_000_000 + i64::from(n),
+            kind: AuditKind::Decision,
+            request_id: format!("req-{n}"),
+            subject: r#"user::"alice""#.into(),
+            action: r#"Action::"read""#.into(),
+            resource: format!(r#"doc::"{n}""#),
+            outcome: "allow".into(),
+            policies: vec!["a.cedar#p".into()],
+            request_digest: "00".repeat(32),
+            detail: serde_json::json!({"reason": "permitted"}),
+        }
+    }
+
+    #[test]
+    fn seal_links_each_record_to_the_one_before() {
+        let first = AuditRecord::seal("n1", ChainHead::GENESIS, event(1));
+        let second = AuditRecord::seal("n1", first.head(), event(2));
+        assert_eq!(first.seq, 1);
+        assert_eq!(second.seq, 2);
+        assert_eq!(second.prev_hash, first.hash);
+        assert_eq!(first.expected_hash(), first.hash);
+        assert_ne!(first.hash, second.hash);
+    }
+
+    #[test]
+    fn every_field_changes_the_hash() {
+        let base = AuditRecord::seal("n1", ChainHead::GENESIS, event(1));
+        let mut variants: Vec<AuditRecord> = Vec::new();
+        let mut push = |f: &dyn Fn(&mut AuditRecord)| {
+            let mut r = base.clone();
+            f(&mut r);
+            variants.push(r);
+        };
+        push(&|r| r.node_id = "n2".into());
+        push(&|r| r.seq = 2);
+        push(&|r| r.event.time_us += 1);
+        push(&|r| r.event.request_id.push('x'));
+        push(&|r| r.event.subject.push('x'));
+        push(&|r| r.event.action.push('x'));
+        push(&|r| r.event.resource.push('x'));
+        push(&|r| r.event.outcome = "deny".into());
+        push(&|r| r.event.policies.push("b".into()));
+        push(&|r| r.event.request_digest = "11".repeat(32));
+        push(&|r| r.event.detail = serde_json::json!({"reason": "forbidden"}));
+        push(&|r| r.prev_hash = [1; 32]);
+        for v in variants {
+            assert_ne!(v.expected_hash(), base.hash, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn field_boundaries_cannot_be_shifted() {
+        // "ab" + "c" and "a" + "bc" must not hash alike.
+        let mut a = event(1);
+        a.subject = "ab".into();
+        a.action = "c".into();
+        let mut b = event(1);
+        b.subject = "a".into();
+        b.action = "bc".into();
+        let ra = AuditRecord::seal("n", ChainHead::GENESIS, a);
+        let rb = AuditRecord::seal("n", ChainHead::GENESIS, b);
+        assert_ne!(ra.hash, rb.hash);
+    }
+
+    #[test]
+    fn json_round_trip_keeps_the_hash_valid() {
+        let r = AuditRecord::seal("n1", ChainHead::GENESIS, event(7));
+        let text = serde_json::to_string(&r).unwrap();
+        let back: AuditRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.expected_hash(), back.hash);
+    }
+}

@@ -1,0 +1,327 @@
+//! Mandate's settings: each defined once here, with its default and its check.
+//!
+//! Settings come from four layers, the later winning: built-in defaults, a TOML
+//! file (`--config FILE`), `MANDATE_<KEY>` environment variables, and
+//! command-line flags. A bad value stops the server at start with a message
+//! naming the key and where it came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every setting of `mandate serve`. Field docs are the user documentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on. Loopback by default; an address reachable from other
+    /// hosts must be asked for explicitly.
+    pub listen: SocketAddr,
+    /// Directory for Mandate's own files: the SQLite database, the node ID and the
+    /// audit digest key. Created if missing.
+    pub data_dir: PathBuf,
+    /// Directory of `*.cedar` policies, optional `*.cedarschema` and
+    /// `entities.json`. Default: `<data_dir>/policies` (created empty: everything
+    /// is denied until policies are added).
+    pub policy_dir: Option<PathBuf>,
+    /// Store URL: `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    /// Default: `sqlite://<data_dir>/mandate.db`.
+    pub database: Option<String>,
+    /// This node's ID in the audit chain. Default: generated once and kept in
+    /// `<data_dir>/node-id`.
+    pub node_id: Option<String>,
+    /// Log format on stderr: `json` or `text`.
+    pub log_format: LogFormat,
+    /// Log filter, in `tracing` syntax (`info`, `mandate=debug,info`).
+    pub log_level: String,
+    /// Bearer key that AuthZEN callers must present (`Authorization: Bearer KEY`).
+    /// Unset: the AuthZEN endpoints take no key, so keep them on loopback.
+    pub authzen_api_key: Option<String>,
+    /// Whether deny responses carry `context.reason_admin` naming the deciding
+    /// policies. The audit log records them either way.
+    pub explain_decisions: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Most evaluations in one `/access/v1/evaluations` batch.
+    pub max_batch_items: usize,
+    /// Time limit for one request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// How often the policy directory is checked for changes, in milliseconds.
+    pub policy_poll_ms: u64,
+    /// Most audit records committed in one transaction.
+    pub audit_max_batch: usize,
+    /// Base URL announced in `/.well-known/authzen-configuration`.
+    /// Default: `http://<listen>`.
+    pub public_url: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8180)),
+            data_dir: PathBuf::from("mandate-data"),
+            policy_dir: None,
+            database: None,
+            node_id: None,
+            log_format: LogFormat::Json,
+            log_level: "info".to_owned(),
+            authzen_api_key: None,
+            explain_decisions: true,
+            max_body_bytes: 1024 * 1024,
+            max_batch_items: 1000,
+            request_timeout_ms: 10_000,
+            policy_poll_ms: 1000,
+            audit_max_batch: 1024,
+            public_url: None,
+        }
+    }
+}
+
+/// The keys a `MANDATE_*` variable may set. Other `MANDATE_*` variables (used by
+/// tests or other tools) are left alone rather than rejected.
+pub const KEYS: [&str; 15] = [
+    "listen",
+    "data_dir",
+    "policy_dir",
+    "database",
+    "node_id",
+    "log_format",
+    "log_level",
+    "authzen_api_key",
+    "explain_decisions",
+    "max_body_bytes",
+    "max_batch_items",
+    "request_timeout_ms",
+    "policy_poll_ms",
+    "audit_max_batch",
+    "public_url",
+];
+
+/// A configuration that cannot be used. The message names the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value has the wrong type or form, or a key is unknown.
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// A value is well-formed but not acceptable.
+    #[error("configuration: {key}: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads the layers: defaults, `file` (if given, it must exist), `MANDATE_*`
+    /// environment variables, then `flags` (fields set to `None` are skipped).
+    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("MANDATE_").filter(|k| KEYS.contains(&k.as_str())))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if let Some(key) = &self.authzen_api_key
+            && key.len() < 16
+        {
+            return invalid("authzen_api_key", "must be at least 16 characters");
+        }
+        if self.max_body_bytes < 1024 {
+            return invalid("max_body_bytes", "must be at least 1024");
+        }
+        if self.max_batch_items == 0 {
+            return invalid("max_batch_items", "must be at least 1");
+        }
+        if self.request_timeout_ms == 0 {
+            return invalid("request_timeout_ms", "must be at least 1");
+        }
+        if self.policy_poll_ms < 100 {
+            return invalid("policy_poll_ms", "must be at least 100");
+        }
+        if self.audit_max_batch == 0 {
+            return invalid("audit_max_batch", "must be at least 1");
+        }
+        if let Some(db) = &self.database
+            && !(db.starts_with("sqlite:")
+                || db.starts_with("postgres://")
+                || db.starts_with("postgresql://"))
+        {
+            return invalid(
+                "database",
+                "must start with sqlite://, postgres:// or postgresql://",
+            );
+        }
+        if let Some(id) = &self.node_id
+            && (id.is_empty() || id.len() > 128)
+        {
+            return invalid("node_id", "must be 1 to 128 characters");
+        }
+        Ok(())
+    }
+
+    /// The policy directory in effect.
+    pub fn policy_dir(&self) -> PathBuf {
+        self.policy_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("policies"))
+    }
+
+    /// The store URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("mandate.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[derive(Serialize, Default)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        listen: Option<String>,
+    }
+
+    fn load_in_jail(
+        f: impl FnOnce(&mut Jail) -> Result<Config, ConfigError>,
+    ) -> Result<Config, String> {
+        let mut out = Err(String::new());
+        Jail::expect_with(|jail| {
+            out = f(jail).map_err(|e| e.to_string());
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn keys_lists_every_field() {
+        let value = serde_json::to_value(Config::default()).unwrap();
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut keys = KEYS.to_vec();
+        fields.sort();
+        keys.sort();
+        assert_eq!(fields, keys);
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_only() {
+        let c = load_in_jail(|_| Config::load(None, Flags::default())).unwrap();
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.database_url(), "sqlite://mandate-data/mandate.db");
+        assert_eq!(c.policy_dir(), PathBuf::from("mandate-data/policies"));
+    }
+
+    #[test]
+    fn flags_beat_env_which_beats_the_file() {
+        let c = load_in_jail(|jail| {
+            jail.create_file(
+                "m.toml",
+                "listen = \"127.0.0.1:1000\"\nmax_batch_items = 5\nlog_level = \"debug\"",
+            )
+            .unwrap();
+            jail.set_env("MANDATE_LISTEN", "127.0.0.1:2000");
+            jail.set_env("MANDATE_MAX_BATCH_ITEMS", "7");
+            Config::load(
+                Some(Path::new("m.toml")),
+                Flags {
+                    listen: Some("127.0.0.1:3000".into()),
+                },
+            )
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 3000);
+        assert_eq!(c.max_batch_items, 7);
+        assert_eq!(c.log_level, "debug");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = load_in_jail(|jail| {
+            jail.set_env("MANDATE_MAX_BODY_BYTES", "lots");
+            Config::load(None, Flags::default())
+        })
+        .unwrap_err();
+        assert!(err.contains("max_body_bytes"), "{err}");
+        let err = load_in_jail(|jail| {
+            jail.create_file("m.toml", "lisen = \"127.0.0.1:1\"")
+                .unwrap();
+            Config::load(Some(Path::new("m.toml")), Flags::default())
+        })
+        .unwrap_err();
+        assert!(err.contains("lisen"), "{err}");
+        let err = load_in_jail(|_| Config::load(Some(Path::new("missing.toml")), Flags::default()))
+            .unwrap_err();
+        assert!(err.contains("missing.toml"), "{err}");
+    }
+
+    #[test]
+    fn unsafe_values_are_refused() {
+        let err = load_in_jail(|jail| {
+            jail.set_env("MANDATE_AUTHZEN_API_KEY", "short");
+            Config::load(None, Flags::default())
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "configuration: authzen_api_key: must be at least 16 characters"
+        );
+        let err = load_in_jail(|jail| {
+            jail.set_env("MANDATE_DATABASE", "mysql://x");
+            Config::load(None, Flags::default())
+        })
+        .unwrap_err();
+        assert!(err.contains("database"), "{err}");
+    }
+
+    #[test]
+    fn unrelated_mandate_variables_are_ignored() {
+        let c = load_in_jail(|jail| {
+            jail.set_env("MANDATE_TEST_POSTGRES_URL", "postgres://x");
+            Config::load(None, Flags::default())
+        });
+        assert!(c.is_ok(), "{c:?}");
+    }
+}

@@ -1,0 +1,75 @@
+//! How the HTTP surface reports failure: one place picks each status and body.
+//!
+//! Bad input is the caller's to fix: a 4xx with a message saying exactly what
+//! was wrong, logged at debug only. An internal failure is a 5xx that says what
+//! could not be done but not why in detail; it is logged once, here.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answer from Mandate's HTTP API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The body is not acceptable JSON for this endpoint.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or wrong credentials.
+    #[error("a valid bearer key is required")]
+    Unauthorized,
+    /// The body is larger than `max_body_bytes`.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body is not declared as JSON.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// The decision could not be recorded, so it is not given (fail closed).
+    #[error("the decision could not be recorded in the audit log, so it is not given")]
+    AuditUnavailable(#[source] mandate_store::AuditError),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::TooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::AuditUnavailable(_) => "audit_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
+        } else {
+            tracing::debug!(error = %self, "request refused");
+        }
+        let body = Json(json!({"error": self.code(), "message": self.to_string()}));
+        let mut response = (status, body).into_response();
+        if matches!(self, ApiError::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,22 @@
+//! The Mandate server: configuration, the HTTP surface and the wiring of a node.
+//!
+//! [`Config`] defines every setting once (defaults, file, environment, flags);
+//! [`serve`] opens the store and the audit log, loads the policies, watches them
+//! for changes and serves the AuthZEN 1.0 endpoints, `/healthz`, `/readyz` and
+//! `/metrics` until told to stop, flushing the audit log on the way out.
+//! Deciding is left to `mandate-authzen` and `mandate-policy`, storing to
+//! `mandate-store`; this crate only connects them to HTTP.
+
+mod config;
+mod error;
+mod metrics;
+mod node;
+mod routes;
+mod run;
+mod state;
+
+pub use config::{Config, ConfigError, KEYS, LogFormat};
+pub use error::ApiError;
+pub use routes::router;
+pub use run::serve;
+pub use state::AppState;

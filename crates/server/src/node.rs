@@ -1,0 +1,97 @@
+//! The node's own files in the data directory: its ID and its audit digest key.
+//!
+//! Both are made once, on first start, and kept: the node ID names this node's
+//! audit chain, and the key makes request digests comparable across restarts.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+/// Creates the data directory (private to the user) if it is missing.
+pub(crate) fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict permissions of {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new file readable only by the user; fails if it exists.
+fn create_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The node ID kept in `<data_dir>/node-id`, made on first use.
+pub(crate) fn node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    if !path.exists() {
+        let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        create_private(&path, id.as_bytes())?;
+    }
+    let id = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let id = id.trim();
+    anyhow::ensure!(!id.is_empty(), "{} is empty", path.display());
+    Ok(id.to_owned())
+}
+
+/// The 32-byte key for request digests, kept hex-encoded in
+/// `<data_dir>/audit-digest.key`, made on first use.
+pub(crate) fn digest_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("audit-digest.key");
+    if !path.exists() {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+        create_private(&path, hex::encode(key).as_bytes())?;
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let key = hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
+    anyhow::ensure!(
+        key.len() >= 16,
+        "{} holds fewer than 16 bytes",
+        path.display()
+    );
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_and_key_are_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = node_id(dir.path()).unwrap();
+        assert_eq!(node_id(dir.path()).unwrap(), id);
+        let key = digest_key(dir.path()).unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(digest_key(dir.path()).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("audit-digest.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The HTTP surface: AuthZEN evaluation endpoints, PDP metadata, health,
+//! readiness and metrics, with the layers every request passes through.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mandate_authzen::{
+    BatchOutcome, EvaluatedItem, EvaluationRequest, EvaluationsRequest, EvaluationsResponse,
+    PdpMetadata, evaluate_batch, evaluate_one,
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::ApiError;
+use crate::metrics;
+use crate::state::AppState;
+
+/// The application, with all routes and layers, for `state`.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .route("/access/v1/evaluation", post(evaluation))
+        .route("/access/v1/evaluations", post(evaluations))
+        .route("/.well-known/authzen-configuration", get(pdp_metadata))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    request_timeout,
+                )),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "not_found", "message": "no such endpoint"})),
+    )
+        .into_response()
+}
+
+/// Compares without stopping at the first differing byte, so response timing
+/// does not reveal how much of a guessed key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn check_api_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &state.api_key else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    if constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Authenticates, checks the media type and size, and parses the JSON body.
+fn read_json<T: DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    check_api_key(state, headers)?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || m.ends_with("+json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+            limit: state.max_body_bytes,
+        },
+        _ => ApiError::BadRequest(rejection.body_text()),
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Records `items` durably, then counts them. Nothing is answered before its
+/// record is committed; if it cannot be, the caller gets an error, never a decision.
+async fn record(
+    state: &AppState,
+    endpoint: &'static str,
+    headers: &HeaderMap,
+    items: &[&EvaluatedItem],
+    started: Instant,
+) -> Result<(), ApiError> {
+    let id = request_id(headers);
+    let time_us = now_us();
+    let events = items
+        .iter()
+        .map(|item| item.audit_event(time_us, &id, &state.digester))
+        .collect();
+    state
+        .audit
+        .append(events)
+        .await
+        .map_err(ApiError::AuditUnavailable)?;
+    for item in items {
+        ::metrics::counter!(metrics::DECISIONS, "decision" => item.decision.effect.as_str(), "endpoint" => endpoint)
+            .increment(1);
+    }
+    ::metrics::histogram!(metrics::DECISION_SECONDS, "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn evaluation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let request: EvaluationRequest = read_json(&state, &headers, body)?;
+    let bundle = state.engine.current();
+    let item = evaluate_one(&bundle, &request, state.limits)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    record(&state, "evaluation", &headers, &[&item], started).await?;
+    Ok(Json(item.response).into_response())
+}
+
+async fn evaluations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let batch: EvaluationsRequest = read_json(&state, &headers, body)?;
+    let bundle = state.engine.current();
+    match evaluate_batch(&bundle, &batch, state.limits).map_err(ApiError::BadRequest)? {
+        BatchOutcome::Single(item) => {
+            record(&state, "evaluations", &headers, &[&item], started).await?;
+            Ok(Json(item.response).into_response())
+        }
+        BatchOutcome::Items(items) => {
+            let refs: Vec<&EvaluatedItem> = items.iter().collect();
+            record(&state, "evaluations", &headers, &refs, started).await?;
+            let evaluations = items.into_iter().map(|i| i.response).collect();
+            Ok(Json(EvaluationsResponse { evaluations }).into_response())
+        }
+    }
+}
+
+async fn pdp_metadata(State(state): State<AppState>) -> Json<PdpMetadata> {
+    Json(PdpMetadata::for_base(&state.public_url))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the store answers. A failed policy reload does not make the node
+/// unready (the previous policies keep serving) but is reported here.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("store did not answer within 2 s".to_owned()),
+    };
+    let policy = state.engine.status();
+    let body = json!({
+        "status": if store.is_ok() { "ready" } else { "unready" },
+        "store": {"backend": state.store.backend(), "ok": store.is_ok(), "error": store.err()},
+        "policies": {
+            "dir": state.engine.dir().display().to_string(),
+            "count": policy.policies,
+            "generation": policy.generation,
+            "last_reload_error": policy.last_error,
+        },
+    });
+    let status = if body["store"]["ok"] == true {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_keys() {
+        assert!(constant_time_eq(b"abcdef", b"abcdef"));
+        assert!(!constant_time_eq(b"abcdef", b"abcdeg"));
+        assert!(!constant_time_eq(b"abc", b"abcdef"));
+    }
+}

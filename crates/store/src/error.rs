@@ -1,0 +1,108 @@
+//! What can go wrong: reaching the database, reading it back, appending to the
+//! audit log, verifying the chain.
+
+use std::sync::Arc;
+
+use mandate_core::ChainBreak;
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL names a database Mandate does not support.
+    #[error("unsupported store URL scheme {scheme:?} (expected sqlite:// or postgres://)")]
+    UnsupportedUrl {
+        /// The scheme found (the part before `:`), empty if there was none.
+        scheme: String,
+    },
+    /// The URL has a supported scheme but cannot be parsed.
+    #[error("invalid {backend} store URL")]
+    InvalidUrl {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// Why the driver rejected it.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database could not be reached or opened.
+    #[error("cannot connect to the {backend} store")]
+    Connect {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the {backend} store")]
+    Migrate {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// The migrator's error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed.
+    #[error("{backend} store: {operation} failed")]
+    Query {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// What was being done (`append audit records`, `read audit head`, ...).
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored audit row cannot be turned back into a record. It is reported,
+    /// never skipped: a verifier treats it as a break in the chain.
+    #[error("audit row {id} (node {node:?}, seq {seq}) is corrupt: {column} {problem}")]
+    CorruptRow {
+        /// The row's insertion ID.
+        id: i64,
+        /// The node the row claims to belong to.
+        node: String,
+        /// The sequence number the row claims (may be the bad value itself).
+        seq: i64,
+        /// The offending column.
+        column: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// Records handed to `append_audit` are not one contiguous run of one node.
+    #[error(
+        "audit batch is not one contiguous chain: record {found} of node {node:?} follows record {after}"
+    )]
+    InvalidBatch {
+        /// The node of the offending record.
+        node: String,
+        /// The sequence number of the record before it.
+        after: u64,
+        /// Its sequence number.
+        found: u64,
+    },
+}
+
+/// Appending to the audit log failed. The caller must fail closed: the action
+/// the events describe must not go ahead.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The log has been shut down and takes no more events.
+    #[error("audit log is closed")]
+    Closed,
+    /// The batch holding these events could not be committed.
+    #[error("audit write failed")]
+    Write(#[source] Arc<StoreError>),
+}
+
+/// The audit log did not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// A chain is broken (the first break found).
+    #[error("audit chain is broken")]
+    Broken(#[from] ChainBreak),
+    /// The store could not be read.
+    #[error("cannot read the audit log")]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,25 @@
+//! Mandate's durable state: the [`Store`] trait, its SQLite and PostgreSQL
+//! backends, their versioned migrations, and the group-committed [`AuditLog`].
+//!
+//! [`connect`] picks the backend from a URL and brings the schema up to date;
+//! the rest of Mandate holds the result as `Arc<dyn Store>` and never sees SQL.
+//! [`AuditLog`] seals events onto a node's hash chain and commits many
+//! concurrent appends in one transaction, returning only once they are durable.
+//! [`verify_audit`] walks every chain back and names the first tampered record.
+//!
+//! This crate decides nothing and hashes nothing itself: records, chains and
+//! verification rules come from `mandate-core`.
+
+mod audit_log;
+mod error;
+mod migrations;
+mod postgres;
+mod sql;
+mod sqlite;
+mod store;
+mod verify;
+
+pub use audit_log::{AuditLog, AuditLogConfig};
+pub use error::{AuditError, StoreError, VerifyError};
+pub use store::{Store, connect};
+pub use verify::{VerifiedChain, VerifyReport, verify_audit};

@@ -1,0 +1,60 @@
+//! The schema, as numbered migrations compiled into the binary.
+//!
+//! SQLite and PostgreSQL each get their own SQL (types and auto-increment
+//! differ), under the same version numbers. A later feature (agents, tasks,
+//! tokens, approvals, secrets) adds its tables by appending one entry to both
+//! lists; `connect` runs whatever has not run yet, so running twice is a no-op.
+
+use std::borrow::Cow;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+/// One migration: version, description, SQL.
+type Step = (i64, &'static str, &'static str);
+
+const SQLITE: &[Step] = &[(1, "audit", include_str!("migrations/sqlite/0001_audit.sql"))];
+
+const POSTGRES: &[Step] = &[(
+    1,
+    "audit",
+    include_str!("migrations/postgres/0001_audit.sql"),
+)];
+
+/// The SQLite schema.
+pub(crate) fn sqlite() -> Migrator {
+    migrator(SQLITE)
+}
+
+/// The PostgreSQL schema.
+pub(crate) fn postgres() -> Migrator {
+    migrator(POSTGRES)
+}
+
+fn migrator(steps: &[Step]) -> Migrator {
+    Migrator::with_migrations(
+        steps
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_backends_have_the_same_versions() {
+        let versions = |steps: &[Step]| steps.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>();
+        assert_eq!(versions(SQLITE), versions(POSTGRES));
+    }
+}
