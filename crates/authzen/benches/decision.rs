@@ -1,1 +1,153 @@
-fn main() {}
+//! In-process decision benchmark: Mandate's decision path against raw Cedar.
+//!
+//! Both run over the same generated corpus (100 policies, ~1,000 entities) and
+//! the same random requests, interleaved call by call so that machine noise hits
+//! both alike. Mandate's path is the whole of it: the AuthZEN request mapped onto
+//! Cedar (entities and context built natively), the indexed policy set and the
+//! entity slice chosen, Cedar evaluated, the decision explained and its audit
+//! event built with the keyed request digest (not written). The baseline is
+//! `cedar_policy::Authorizer::is_authorized` on an already-built request over the
+//! full policy set and entity store.
+//!
+//! Run with: `cargo bench -p mandate-authzen --bench decision`
+//! (set `MANDATE_BENCH_ITERATIONS` to change the sample count, default 20000).
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use mandate_authzen::{BatchLimits, EvaluationRequest, evaluate_one};
+use mandate_core::RequestDigester;
+use mandate_policy::PolicyBundle;
+use mandate_policy::cedar_policy::{
+    Authorizer, Context, Entities, EntityUid, PolicySet, Request, RestrictedExpression,
+};
+use mandate_testkit::{ACTIONS, Corpus, CorpusShape, Rng};
+use serde_json::json;
+
+// The same allocator as the `mandate` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const USERS: usize = 492; // 2 × 492 users and documents + groups, folders, actions ≈ 1,000 entities
+
+struct Case {
+    authzen: EvaluationRequest,
+    cedar: Request,
+}
+
+fn cases(n: usize, rng: &mut Rng) -> Vec<Case> {
+    (0..n)
+        .map(|_| {
+            let user = format!("u{}", rng.below(USERS));
+            let action = ACTIONS[rng.below(ACTIONS.len() - 1)];
+            let doc = format!("d{}", rng.below(USERS));
+            let hour = rng.below(24) as i64;
+            let authzen: EvaluationRequest = serde_json::from_value(json!({
+                "subject": {"type": "User", "id": user},
+                "action": {"name": action},
+                "resource": {"type": "Doc", "id": doc},
+                "context": {"hour": hour}
+            }))
+            .expect("valid request");
+            let uid =
+                |t: &str, id: &str| EntityUid::from_str(&format!("{t}::\"{id}\"")).expect("uid");
+            let cedar = Request::new(
+                uid("User", &user),
+                uid("Action", action),
+                uid("Doc", &doc),
+                Context::from_pairs([("hour".to_owned(), RestrictedExpression::new_long(hour))])
+                    .expect("context"),
+                None,
+            )
+            .expect("request");
+            Case { authzen, cedar }
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    let median = percentile(&samples, 0.5);
+    println!(
+        "{name:<28} median {:>8.2} µs   p90 {:>8.2} µs   p99 {:>8.2} µs   max {:>8.2} µs",
+        median.as_secs_f64() * 1e6,
+        percentile(&samples, 0.9).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6,
+        samples[samples.len() - 1].as_secs_f64() * 1e6,
+    );
+    median
+}
+
+fn main() {
+    let iterations: usize = std::env::var("MANDATE_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let corpus = Corpus::generate(
+        42,
+        CorpusShape {
+            policies: 100,
+            users: USERS,
+        },
+    );
+    let bundle = PolicyBundle::from_sources(&corpus.sources).expect("corpus loads");
+    let raw_policies =
+        PolicySet::from_str(&corpus.sources.policies[0].text).expect("policies parse");
+    let raw_entities = Entities::from_json_str(
+        &corpus.sources.entities.as_ref().expect("entities").text,
+        None,
+    )
+    .expect("entities parse");
+    println!(
+        "corpus: {} policies, {} entities; {iterations} requests each, interleaved",
+        bundle.policy_count(),
+        raw_entities.iter().count()
+    );
+    let limits = BatchLimits {
+        max_items: 1,
+        explain: true,
+    };
+    let digester = RequestDigester::new(&[7; 32]);
+    let authorizer = Authorizer::new();
+    let mut rng = Rng::new(42);
+    let cases = cases(iterations, &mut rng);
+
+    // Warm up: caches, the index, the allocator.
+    for case in cases.iter().take(2000) {
+        let item = evaluate_one(&bundle, &case.authzen, limits).expect("maps");
+        std::hint::black_box(item.audit_event(0, "warm", &digester));
+        std::hint::black_box(authorizer.is_authorized(&case.cedar, &raw_policies, &raw_entities));
+    }
+
+    let mut raw = Vec::with_capacity(iterations);
+    let mut mandate = Vec::with_capacity(iterations);
+    let mut agree = 0usize;
+    for case in &cases {
+        let t = Instant::now();
+        let response = authorizer.is_authorized(&case.cedar, &raw_policies, &raw_entities);
+        raw.push(t.elapsed());
+
+        let t = Instant::now();
+        let item = evaluate_one(&bundle, &case.authzen, limits).expect("maps");
+        let event = item.audit_event(1, "bench", &digester);
+        mandate.push(t.elapsed());
+        std::hint::black_box(event);
+
+        let raw_allow = response.decision() == mandate_policy::cedar_policy::Decision::Allow;
+        agree += usize::from(raw_allow == item.decision.is_allow());
+    }
+    assert_eq!(
+        agree, iterations,
+        "Mandate and raw Cedar disagreed on some requests"
+    );
+    let raw_median = report("raw Cedar is_authorized", raw);
+    let mandate_median = report("Mandate decision path", mandate);
+    println!(
+        "Mandate median / raw Cedar median = {:.3}  (all {iterations} decisions agree)",
+        mandate_median.as_secs_f64() / raw_median.as_secs_f64()
+    );
+}

@@ -176,9 +176,12 @@ impl PolicyBundle {
     /// Decides `request`, evaluating only the policies whose scope can match and
     /// only the entities the request can reach.
     pub fn decide(&self, request: DecisionRequest) -> Decision {
-        let candidates =
-            self.index
-                .candidates(&request.principal, &request.action, &request.resource);
+        let candidates = self.index.candidates(
+            &request.principal,
+            &request.action,
+            &request.resource,
+            self.entities.stored(),
+        );
         self.evaluate(request, &candidates, true)
     }
 
@@ -212,17 +215,28 @@ impl PolicyBundle {
                 Err(why) => return Decision::invalid(why),
             }
         }
-        let entities = if sliced {
-            self.entities.slice(
-                [&request.principal, &request.action, &request.resource],
-                overrides,
-            )
+        // Without request-supplied entities the stored set is used as it is: no
+        // copy, no closure to recompute. Otherwise only the reachable slice is
+        // rebuilt (or, for the reference path, the whole store).
+        let built;
+        let entities = if overrides.is_empty() {
+            self.entities.stored()
         } else {
-            self.entities.full_with(overrides)
-        };
-        let entities = match entities {
-            Ok(e) => e,
-            Err(why) => return Decision::invalid(why),
+            let result = if sliced {
+                self.entities.slice(
+                    [&request.principal, &request.action, &request.resource],
+                    overrides,
+                )
+            } else {
+                self.entities.full_with(overrides)
+            };
+            match result {
+                Ok(e) => {
+                    built = e;
+                    &built
+                }
+                Err(why) => return Decision::invalid(why),
+            }
         };
         let cedar_request = match Request::new(
             request.principal,
@@ -234,7 +248,7 @@ impl PolicyBundle {
             Ok(r) => r,
             Err(e) => return Decision::invalid(e.to_string()),
         };
-        let response = Authorizer::new().is_authorized(&cedar_request, set, &entities);
+        let response = Authorizer::new().is_authorized(&cedar_request, set, entities);
         let mut policies: Vec<String> = response
             .diagnostics()
             .reason()
@@ -271,7 +285,12 @@ impl PolicyBundle {
     /// The policy IDs that a request's scope selects (for tests and diagnostics).
     pub fn candidate_ids(&self, request: &DecisionRequest) -> HashSet<String> {
         self.index
-            .candidates(&request.principal, &request.action, &request.resource)
+            .candidates(
+                &request.principal,
+                &request.action,
+                &request.resource,
+                self.entities.stored(),
+            )
             .policies()
             .map(|p| p.id().to_string())
             .collect()

@@ -82,6 +82,11 @@ impl EntityStore {
         store
     }
 
+    /// The whole stored set.
+    pub(crate) fn stored(&self) -> &Entities {
+        &self.entities
+    }
+
     pub(crate) fn get(&self, uid: &EntityUid) -> Option<&Entity> {
         self.entities.get(uid)
     }

@@ -61,7 +61,10 @@ async fn single(store: &dyn Store) -> Duration {
     let started = Instant::now();
     for n in 0..SINGLE_EVENTS {
         let record = AuditRecord::seal("single", head, event(n));
-        store.append_audit(&[record.clone()]).await.expect("append");
+        store
+            .append_audit(std::slice::from_ref(&record))
+            .await
+            .expect("append");
         head = record.head();
     }
     started.elapsed()

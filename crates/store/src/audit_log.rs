@@ -105,14 +105,20 @@ impl AuditLog {
     /// Appends `events` in order and returns once they are committed. On `Err`
     /// the caller must fail closed: treat the events as not recorded.
     pub async fn append(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        if events.is_empty() {
+            let queue = self.shared.queue.read();
+            let open = queue.unwrap_or_else(PoisonError::into_inner).is_some();
+            return if open {
+                Ok(())
+            } else {
+                Err(AuditError::Closed)
+            };
+        }
         let wanted = u32::try_from(events.len()).unwrap_or(u32::MAX);
         let room = Arc::clone(&self.shared.room)
-            .acquire_many_owned(wanted.clamp(1, self.shared.capacity))
+            .acquire_many_owned(wanted.min(self.shared.capacity))
             .await
             .map_err(|_| AuditError::Closed)?;
-        if events.is_empty() {
-            return Ok(());
-        }
         let (done, committed) = oneshot::channel();
         {
             let queue = self

@@ -61,7 +61,18 @@ async fn verify_chain(store: &dyn Store, node_id: &str) -> Result<u64, VerifyErr
             break;
         }
     }
-    let head = store.audit_head(node_id).await?;
+    let head = match store.audit_head(node_id).await {
+        Ok(head) => head,
+        // An undecodable head cannot match the last record.
+        Err(StoreError::CorruptRow { .. }) => {
+            return Err(ChainBreak::HeadMismatch {
+                node: node_id.to_owned(),
+                seq: after,
+            }
+            .into());
+        }
+        Err(err) => return Err(err.into()),
+    };
     Ok(verifier.finish(head)?)
 }
 

@@ -222,3 +222,19 @@ async fn a_break_before_a_corrupt_row_is_named_first() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_corrupt_head_is_reported_as_a_break() {
+    on_each_backend(|db: TestDb| async move {
+        let tamper = "UPDATE audit_heads SET hash = 'nope' WHERE node_id = 'n2'";
+        let err = broken(verify_after(&db, tamper).await);
+        assert_eq!(
+            err,
+            ChainBreak::HeadMismatch {
+                node: "n2".into(),
+                seq: 2
+            }
+        );
+    })
+    .await;
+}

@@ -75,7 +75,10 @@ impl TestStore {
                 let mut conn = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
                     panic!("PostgreSQL is needed at {base} (set MANDATE_TEST_POSTGRES_URL, or MANDATE_TEST_POSTGRES=skip): {e}")
                 });
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
                 let url = match base.rfind('/') {
                     Some(i) => format!("{}/{name}", &base[..i]),
                     None => panic!("bad MANDATE_TEST_POSTGRES_URL"),
@@ -96,11 +99,17 @@ impl TestStore {
         match self.backend {
             Backend::Sqlite => {
                 let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
             }
             Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -111,9 +120,11 @@ impl TestStore {
         if let Some(name) = &self.pg_name
             && let Ok(mut conn) = sqlx::PgConnection::connect(&pg_base()).await
         {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }
@@ -130,6 +141,18 @@ impl Node {
     /// Starts a node on a free loopback port with its data in `data_dir`,
     /// waiting until it accepts connections.
     pub fn start(data_dir: &Path, database: &str, policy_dir: &Path, extra: &[&str]) -> Node {
+        Node::start_with_env(data_dir, database, policy_dir, extra, &[])
+    }
+
+    /// Like [`Node::start`], with extra environment variables on the child
+    /// (`MANDATE_MAX_BATCH_ITEMS`, `MANDATE_AUTHZEN_API_KEY`, ...).
+    pub fn start_with_env(
+        data_dir: &Path,
+        database: &str,
+        policy_dir: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Node {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.join(format!("node-{}.log", uuid::Uuid::new_v4().simple()));
         let stderr = std::fs::File::create(&log).unwrap();
@@ -141,6 +164,7 @@ impl Node {
             .args(["--policy-dir", policy_dir.to_str().unwrap()])
             .args(extra)
             .env_remove("RUST_LOG")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -204,7 +228,10 @@ impl Node {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < limit, "node did not exit within {limit:?}");
+            assert!(
+                start.elapsed() < limit,
+                "node did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -229,9 +256,54 @@ pub async fn post_json(
     url: &str,
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
-    let response = client.post(url).json(body).send().await.expect("request is answered");
+    let response = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("request is answered");
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (status, value)
+}
+
+/// Runs `mandate audit verify --database URL`, asserts that it exits 0, and
+/// returns how many records it found.
+pub fn verified_record_count(database: &str) -> usize {
+    let out = mandate(&["audit", "verify", "--database", database]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "audit verify failed ({}): {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .strip_prefix("audit log intact: ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected audit verify output: {stdout}"))
+}
+
+/// The audit records in `database`, oldest first, as `audit tail --json` prints them.
+pub fn audit_records(database: &str) -> Vec<serde_json::Value> {
+    let out = mandate(&[
+        "audit",
+        "tail",
+        "--database",
+        database,
+        "--json",
+        "-n",
+        "1000000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
 }
