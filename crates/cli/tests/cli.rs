@@ -145,7 +145,7 @@ fn serve_refuses_a_bad_value_in_the_environment_naming_its_key() {
     let policies = todo_policies();
     let policies = policies.to_str().unwrap();
     let cases = [
-        ("MANDATE_MAX_BODY_BYTES", "lots", "max_body_bytes"),
+        ("MANDATE_MAX_BODY_BYTES", "lots", "MAX_BODY_BYTES"),
         (
             "MANDATE_AUTHZEN_API_KEY",
             "short",

@@ -141,7 +141,11 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         let config: Config = figment
-            .merge(Env::prefixed("MANDATE_").filter(|k| KEYS.contains(&k.as_str())))
+            .merge(
+                // Figment hands the filter the key as written (upper case);
+                // `UncasedStr` compares without case.
+                Env::prefixed("MANDATE_").filter(|k| KEYS.iter().any(|key| k == *key)),
+            )
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(|e| ConfigError::Parse(e.to_string()))?;
@@ -220,6 +224,8 @@ mod tests {
         listen: Option<String>,
     }
 
+    // figment's `Jail::expect_with` fixes the closure's error type; not ours to shrink.
+    #[allow(clippy::result_large_err)]
     fn load_in_jail(
         f: impl FnOnce(&mut Jail) -> Result<Config, ConfigError>,
     ) -> Result<Config, String> {
@@ -284,7 +290,8 @@ mod tests {
             Config::load(None, Flags::default())
         })
         .unwrap_err();
-        assert!(err.contains("max_body_bytes"), "{err}");
+        // Named as the user wrote it: MANDATE_MAX_BODY_BYTES.
+        assert!(err.contains("MAX_BODY_BYTES"), "{err}");
         let err = load_in_jail(|jail| {
             jail.create_file("m.toml", "lisen = \"127.0.0.1:1\"")
                 .unwrap();

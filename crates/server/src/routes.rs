@@ -35,6 +35,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(
             ServiceBuilder::new()
@@ -56,6 +57,14 @@ async fn not_found() -> Response {
         .into_response()
 }
 
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": "method_not_allowed", "message": "this endpoint does not take that method"})),
+    )
+        .into_response()
+}
+
 /// Compares without stopping at the first differing byte, so response timing
 /// does not reveal how much of a guessed key was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -69,7 +78,10 @@ fn check_api_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key)
         .ok_or(ApiError::Unauthorized)?;
     if constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
         Ok(())

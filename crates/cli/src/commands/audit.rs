@@ -125,11 +125,14 @@ async fn tail(args: StoreArgs, lines: u32, follow: bool, json: bool) -> anyhow::
         print(&record, json)?;
         last = row;
     }
-    while follow {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        for (row, record) in store.audit_after(last, 1000).await? {
-            print(&record, json)?;
-            last = row;
+    if follow {
+        // Runs until interrupted.
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for (row, record) in store.audit_after(last, 1000).await? {
+                print(&record, json)?;
+                last = row;
+            }
         }
     }
     store.close().await;
