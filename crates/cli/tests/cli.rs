@@ -345,7 +345,16 @@ fn policy_check_refuses_a_policy_that_violates_the_schema() {
 #[test]
 fn audit_verify_on_a_new_empty_store_finds_0_records() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("new.db").display());
+    let db = dir.path().join("new.db");
+    let url = format!("sqlite://{}", db.display());
+    // A mistyped path is an error, not an empty log reported intact.
+    let out = mandate(&["audit", "verify", "--database", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("no database at"), "{}", stderr(&out));
+    assert!(!db.exists(), "verify must not create the database");
+    // A node that made no decision leaves an empty, intact log.
+    let mut node = common::Node::start(&dir.path().join("data"), &url, &todo_policies(), &[]);
+    assert!(node.stop().success());
     let out = mandate(&["audit", "verify", "--database", &url]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "audit log intact: 0 records (no nodes)\n");

@@ -119,12 +119,20 @@ fn read_json<T: DeserializeOwned>(
         .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
 }
 
+/// Longest caller-supplied request ID kept in the audit log.
+const MAX_REQUEST_ID: usize = 200;
+
+/// The request ID for the audit log: the caller's `X-Request-ID` (or the one
+/// generated for it), cut to a bounded length so a caller cannot bloat the log.
 fn request_id(headers: &HeaderMap) -> String {
-    headers
+    let id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+        .unwrap_or_default();
+    match id.char_indices().nth(MAX_REQUEST_ID) {
+        Some((cut, _)) => id[..cut].to_owned(),
+        None => id.to_owned(),
+    }
 }
 
 fn now_us() -> i64 {
@@ -226,7 +234,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "last_reload_error": policy.last_error,
         },
     });
-    let status = if body["store"]["ok"] == true {
+    let status = if body["status"] == "ready" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -245,6 +253,15 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_cut_to_a_bounded_length() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", "x".repeat(500).parse().unwrap());
+        assert_eq!(request_id(&headers).len(), MAX_REQUEST_ID);
+        headers.insert("x-request-id", "abc".parse().unwrap());
+        assert_eq!(request_id(&headers), "abc");
+    }
 
     #[test]
     fn constant_time_eq_compares_whole_keys() {

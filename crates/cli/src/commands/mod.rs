@@ -28,9 +28,22 @@ pub(crate) struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The store URL. A SQLite file must already exist: reading commands must
+    /// not create an empty database at a mistyped path and report it intact.
     pub(crate) fn database_url(&self) -> anyhow::Result<String> {
         let config = mandate_server::Config::load(self.config.as_deref(), self)?;
-        Ok(config.database_url())
+        let url = config.database_url();
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or(rest);
+            anyhow::ensure!(
+                std::path::Path::new(path).is_file(),
+                "no database at {path} (check --data-dir / --database; `mandate serve` creates it)"
+            );
+        }
+        Ok(url)
     }
 }
 
