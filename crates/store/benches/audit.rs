@@ -6,26 +6,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mandate_core::{AuditEvent, AuditKind, AuditRecord, ChainHead};
+use mandate_core::{AuditEvent, AuditRecord, ChainHead};
 use mandate_store::{AuditLog, AuditLogConfig, Store, connect, verify_audit};
 
 const APPENDERS: u32 = 256;
 const GROUPED_EVENTS: u32 = 50_000;
 const SINGLE_EVENTS: u32 = 2_000;
 
+/// Event `n` of the shared sample.
 fn event(n: u32) -> AuditEvent {
-    AuditEvent {
-        time_us: 1_700_000_000_000_000 + i64::from(n),
-        kind: AuditKind::Decision,
-        request_id: format!("req-{n}"),
-        subject: r#"user::"alice""#.into(),
-        action: r#"Action::"read""#.into(),
-        resource: format!(r#"document::"{n}""#),
-        outcome: "allow".into(),
-        policies: vec!["policies/docs.cedar#p0".into()],
-        request_digest: "ab".repeat(32),
-        detail: serde_json::json!({"reason": "permitted"}),
-    }
+    mandate_testkit::sample_audit_event(n)
 }
 
 /// `APPENDERS` tasks, each appending one event at a time and waiting for it.

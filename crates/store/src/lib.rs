@@ -11,6 +11,7 @@
 //! verification rules come from `mandate-core`.
 
 mod audit_log;
+mod backend;
 mod error;
 mod migrations;
 mod postgres;

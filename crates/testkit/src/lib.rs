@@ -1,10 +1,12 @@
 //! Dev-only: one generated corpus of Cedar policies, entities and requests,
 //! shared by the index-equivalence tests and the decision benchmarks, so that
-//! what is measured is what is proven correct.
+//! what is measured is what is proven correct; and the sample audit events the
+//! store's tests and benchmarks write.
 //!
 //! Generation is deterministic for a seed (a small xorshift generator, no
 //! dependency), so a failing case can be replayed from its seed.
 
+use mandate_core::{AuditEvent, AuditKind};
 use mandate_policy::cedar_policy::{Context, EntityUid, RestrictedExpression};
 use mandate_policy::{DecisionRequest, PolicySources, SourceFile};
 
@@ -224,5 +226,22 @@ impl Corpus {
             principal_attrs: vec![],
             resource_attrs,
         }
+    }
+}
+
+/// Audit event `n` of the shared sample: an allow of `user::"alice"` reading
+/// `document::"n"`, distinct per `n` in time, request ID and resource.
+pub fn sample_audit_event(n: u32) -> AuditEvent {
+    AuditEvent {
+        time_us: 1_700_000_000_000_000 + i64::from(n),
+        kind: AuditKind::Decision,
+        request_id: format!("req-{n}"),
+        subject: r#"user::"alice""#.into(),
+        action: r#"Action::"read""#.into(),
+        resource: format!(r#"document::"{n}""#),
+        outcome: "allow".into(),
+        policies: vec!["policies/docs.cedar#p0".into()],
+        request_digest: "ab".repeat(32),
+        detail: serde_json::json!({"reason": "permitted"}),
     }
 }

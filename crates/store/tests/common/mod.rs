@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use mandate_core::{AuditEvent, AuditKind, AuditRecord, ChainHead};
+use mandate_core::{AuditEvent, AuditRecord, ChainHead};
 use mandate_store::{Store, connect};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
 
@@ -203,20 +203,9 @@ impl TestDb {
     }
 }
 
-/// Event `n` of the shared fixture.
+/// Event `n` of the shared sample.
 pub(crate) fn event(n: u32) -> AuditEvent {
-    AuditEvent {
-        time_us: 1_700_000_000_000_000 + i64::from(n),
-        kind: AuditKind::Decision,
-        request_id: format!("req-{n}"),
-        subject: r#"user::"alice""#.into(),
-        action: r#"Action::"read""#.into(),
-        resource: format!(r#"document::"{n}""#),
-        outcome: "allow".into(),
-        policies: vec!["policies/docs.cedar#p0".into()],
-        request_digest: "ab".repeat(32),
-        detail: serde_json::json!({"reason": "permitted"}),
-    }
+    mandate_testkit::sample_audit_event(n)
 }
 
 /// Records `1..=n` of `node`'s chain.
