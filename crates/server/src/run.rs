@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt;
 use mandate_authzen::BatchLimits;
 use mandate_core::RequestDigester;
 use mandate_policy::{PolicyEngine, ReloadOutcome};
@@ -90,6 +91,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, node_id, backend = store.backend(), policies = status.policies, policy_dir = %policy_dir.display(), "listening");
     println!("mandate listening on http://{addr}");
     let app = router(state, Duration::from_millis(config.request_timeout_ms));
+    // Decisions are small request/response pairs: send each at once.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
