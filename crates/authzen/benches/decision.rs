@@ -115,6 +115,7 @@ fn main() {
     let limits = BatchLimits {
         max_items: 1,
         explain: true,
+        max_work_bytes: 1 << 20,
     };
     let digester = RequestDigester::new(&[7; 32]);
     let authorizer = Authorizer::new();
@@ -123,8 +124,8 @@ fn main() {
 
     // Warm up: caches, the index, the allocator.
     for case in cases.iter().take(2000) {
-        let item = evaluate_one(&bundle, &case.authzen, limits).expect("maps");
-        std::hint::black_box(item.audit_event(0, "warm", &digester));
+        let item = evaluate_one(&bundle, &case.authzen, limits, &digester).expect("maps");
+        std::hint::black_box(item.audit_event(0, "warm"));
         std::hint::black_box(authorizer.is_authorized(&case.cedar, &raw_policies, &raw_entities));
     }
 
@@ -137,8 +138,8 @@ fn main() {
         raw.push(t.elapsed());
 
         let t = Instant::now();
-        let item = evaluate_one(&bundle, &case.authzen, limits).expect("maps");
-        let event = item.audit_event(1, "bench", &digester);
+        let item = evaluate_one(&bundle, &case.authzen, limits, &digester).expect("maps");
+        let event = item.audit_event(1, "bench");
         mandate.push(t.elapsed());
         std::hint::black_box(event);
 
@@ -202,6 +203,7 @@ fn todo_scenario(iterations: usize, digester: &RequestDigester) {
     let limits = BatchLimits {
         max_items: 1,
         explain: true,
+        max_work_bytes: 1 << 20,
     };
     let authorizer = Authorizer::new();
     let mut raw = Vec::with_capacity(iterations);
@@ -211,8 +213,8 @@ fn todo_scenario(iterations: usize, digester: &RequestDigester) {
         let response = authorizer.is_authorized(&raw_request, &raw_policies, &raw_entities);
         let raw_time = t.elapsed();
         let t = Instant::now();
-        let item = evaluate_one(&bundle, &authzen, limits).expect("maps");
-        let event = item.audit_event(1, "bench", digester);
+        let item = evaluate_one(&bundle, &authzen, limits, digester).expect("maps");
+        let event = item.audit_event(1, "bench");
         let mandate_time = t.elapsed();
         std::hint::black_box(event);
         assert!(item.decision.is_allow());

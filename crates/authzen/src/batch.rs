@@ -19,6 +19,9 @@ pub struct BatchLimits {
     pub max_items: usize,
     /// Whether deny responses carry `context.reason_admin` naming the policies.
     pub explain: bool,
+    /// Most bytes of batch defaults processed over all items (items that inherit
+    /// the defaults × their serialized size).
+    pub max_work_bytes: usize,
 }
 
 /// One evaluated request: what to answer and what to record.
@@ -31,29 +34,27 @@ pub struct EvaluatedItem {
     subject: String,
     action: String,
     resource: String,
-    /// The request as it was evaluated (defaults merged), for the keyed digest.
-    canonical: Vec<u8>,
+    /// Keyed digest of the request as it was evaluated (defaults merged),
+    /// computed at once so the request itself is not kept.
+    request_digest: String,
 }
 
 impl EvaluatedItem {
     /// The audit event recording this evaluation. The request itself is kept only
     /// as a keyed digest.
-    pub fn audit_event(
-        &self,
-        time_us: i64,
-        request_id: &str,
-        digester: &RequestDigester,
-    ) -> AuditEvent {
+    pub fn audit_event(&self, time_us: i64, request_id: &str) -> AuditEvent {
         let mut detail = Map::new();
+        // Only codes and policy IDs: error texts can quote request values, and
+        // the log must not hold the request (its digest stands for it).
         detail.insert("reason".into(), Value::from(self.decision.reason.code()));
-        if let mandate_core::DecisionReason::InvalidRequest(why) = &self.decision.reason {
-            detail.insert("message".into(), Value::from(why.as_str()));
-        }
         if !self.decision.errors.is_empty() {
-            detail.insert(
-                "errors".into(),
-                serde_json::to_value(&self.decision.errors).unwrap_or(Value::Null),
-            );
+            let errored: Vec<&str> = self
+                .decision
+                .errors
+                .iter()
+                .map(|e| e.policy.as_str())
+                .collect();
+            detail.insert("errored_policies".into(), json!(errored));
         }
         AuditEvent {
             time_us,
@@ -64,7 +65,7 @@ impl EvaluatedItem {
             resource: self.resource.clone(),
             outcome: self.decision.effect.as_str().to_owned(),
             policies: self.decision.policies.clone(),
-            request_digest: digester.digest_hex(&self.canonical),
+            request_digest: self.request_digest.clone(),
             detail: Value::Object(detail),
         }
     }
@@ -88,6 +89,7 @@ pub fn evaluate_one(
     bundle: &PolicyBundle,
     request: &EvaluationRequest,
     limits: BatchLimits,
+    digester: &RequestDigester,
 ) -> Result<EvaluatedItem, crate::MappingError> {
     let parsed = to_cedar(request)?;
     let decision = bundle.decide(parsed.request);
@@ -97,12 +99,22 @@ pub fn evaluate_one(
         subject: parsed.subject,
         action: parsed.action,
         resource: parsed.resource,
-        canonical: serde_json::to_vec(request).unwrap_or_default(),
+        request_digest: digester.digest_json_hex(request),
     })
 }
 
 /// A deny for a batch item that could not be evaluated.
-fn item_error(index: usize, message: String, raw: &Value) -> EvaluatedItem {
+fn item_error(
+    index: usize,
+    message: String,
+    raw: &Value,
+    digester: &RequestDigester,
+) -> EvaluatedItem {
+    let decision = Decision::invalid(format!("evaluations[{index}]: {message}"));
+    let mut message = message;
+    if let Some((cut, _)) = message.char_indices().nth(Decision::MAX_MESSAGE) {
+        message.truncate(cut);
+    }
     let mut context = Map::new();
     context.insert("error".into(), json!({"status": 400, "message": message}));
     EvaluatedItem {
@@ -110,11 +122,11 @@ fn item_error(index: usize, message: String, raw: &Value) -> EvaluatedItem {
             decision: false,
             context: Some(context),
         },
-        decision: Decision::invalid(format!("evaluations[{index}]: {message}")),
+        decision,
         subject: String::new(),
         action: String::new(),
         resource: String::new(),
-        canonical: serde_json::to_vec(raw).unwrap_or_default(),
+        request_digest: digester.digest_json_hex(raw),
     }
 }
 
@@ -158,6 +170,7 @@ pub fn evaluate_batch(
     bundle: &PolicyBundle,
     batch: &EvaluationsRequest,
     limits: BatchLimits,
+    digester: &RequestDigester,
 ) -> Result<BatchOutcome, String> {
     // The defaults are serialized once, not once per item.
     let mut defaults = Map::new();
@@ -182,7 +195,8 @@ pub fn evaluate_batch(
         Some(items) if !items.is_empty() => items,
         _ => {
             let single = merged_item(&defaults, &Value::Object(Map::new()))?;
-            let item = evaluate_one(bundle, &single, limits).map_err(|e| e.to_string())?;
+            let item =
+                evaluate_one(bundle, &single, limits, digester).map_err(|e| e.to_string())?;
             return Ok(BatchOutcome::Single(Box::new(item)));
         }
     };
@@ -193,6 +207,17 @@ pub fn evaluate_batch(
             items.len()
         ));
     }
+    // Every item that inherits the defaults processes them again: bound that
+    // work, or a small body with large defaults costs gigabytes.
+    let inherited = serde_json::to_vec(&defaults).map(|v| v.len()).unwrap_or(0);
+    if items.len().saturating_mul(inherited) > limits.max_work_bytes {
+        return Err(format!(
+            "a batch may process at most {} bytes of inherited defaults; this one has {} evaluations inheriting {} bytes each (send smaller defaults or fewer evaluations)",
+            limits.max_work_bytes,
+            items.len(),
+            inherited
+        ));
+    }
     let semantic = batch
         .options
         .as_ref()
@@ -201,11 +226,11 @@ pub fn evaluate_batch(
     let mut out = Vec::with_capacity(items.len());
     for (index, raw) in items.iter().enumerate() {
         let item = match merged_item(&defaults, raw) {
-            Ok(request) => match evaluate_one(bundle, &request, limits) {
+            Ok(request) => match evaluate_one(bundle, &request, limits, digester) {
                 Ok(item) => item,
-                Err(e) => item_error(index, e.to_string(), raw),
+                Err(e) => item_error(index, e.to_string(), raw, digester),
             },
-            Err(message) => item_error(index, message, raw),
+            Err(message) => item_error(index, message, raw, digester),
         };
         let allowed = item.decision.is_allow();
         out.push(item);
@@ -238,7 +263,12 @@ mod tests {
     const LIMITS: BatchLimits = BatchLimits {
         max_items: 10,
         explain: true,
+        max_work_bytes: 1 << 20,
     };
+
+    fn digester() -> RequestDigester {
+        RequestDigester::new(b"test key")
+    }
 
     fn batch(v: Value) -> EvaluationsRequest {
         serde_json::from_value(v).unwrap()
@@ -265,7 +295,7 @@ mod tests {
 
     #[test]
     fn execute_all_answers_every_item_in_order() {
-        let out = evaluate_batch(&bundle(), &batch(three()), LIMITS).unwrap();
+        let out = evaluate_batch(&bundle(), &batch(three()), LIMITS, &digester()).unwrap();
         assert_eq!(decisions(out), [true, false, true]);
     }
 
@@ -274,7 +304,7 @@ mod tests {
         let mut v = three();
         v["options"] = json!({"evaluations_semantic": "deny_on_first_deny"});
         assert_eq!(
-            decisions(evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap()),
+            decisions(evaluate_batch(&bundle(), &batch(v), LIMITS, &digester()).unwrap()),
             [true, false]
         );
     }
@@ -284,7 +314,7 @@ mod tests {
         let mut v = three();
         v["options"] = json!({"evaluations_semantic": "permit_on_first_permit"});
         assert_eq!(
-            decisions(evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap()),
+            decisions(evaluate_batch(&bundle(), &batch(v), LIMITS, &digester()).unwrap()),
             [true]
         );
     }
@@ -301,7 +331,8 @@ mod tests {
                 {"action": {"name": "read"}, "resource": {"type": "doc", "id": "d", "properties": {"x": 1.5}}}
             ]
         });
-        let BatchOutcome::Items(items) = evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap()
+        let BatchOutcome::Items(items) =
+            evaluate_batch(&bundle(), &batch(v), LIMITS, &digester()).unwrap()
         else {
             panic!()
         };
@@ -332,7 +363,7 @@ mod tests {
             .map(|_| json!({"action": {"name": "read"}}))
             .collect();
         let v = json!({"subject": {"type": "u", "id": "a"}, "resource": {"type": "d", "id": "d"}, "evaluations": items});
-        let err = evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap_err();
+        let err = evaluate_batch(&bundle(), &batch(v), LIMITS, &digester()).unwrap_err();
         assert_eq!(
             err,
             "a batch may hold at most 10 evaluations; this one has 11"
@@ -342,10 +373,10 @@ mod tests {
     #[test]
     fn without_items_the_batch_is_one_evaluation() {
         let v = json!({"subject": {"type": "u", "id": "a"}, "action": {"name": "read"}, "resource": {"type": "d", "id": "d"}});
-        let out = evaluate_batch(&bundle(), &batch(v), LIMITS).unwrap();
+        let out = evaluate_batch(&bundle(), &batch(v), LIMITS, &digester()).unwrap();
         assert!(matches!(out, BatchOutcome::Single(item) if item.response.decision));
         let incomplete = json!({"subject": {"type": "u", "id": "a"}});
-        assert!(evaluate_batch(&bundle(), &batch(incomplete), LIMITS).is_err());
+        assert!(evaluate_batch(&bundle(), &batch(incomplete), LIMITS, &digester()).is_err());
     }
 
     #[test]
@@ -356,7 +387,7 @@ mod tests {
             "resource": {"type": "doc", "id": "d"}
         }))
         .unwrap();
-        let item = evaluate_one(&bundle(), &req, LIMITS).unwrap();
+        let item = evaluate_one(&bundle(), &req, LIMITS, &digester()).unwrap();
         assert_eq!(
             item.response.context.as_ref().unwrap()["reason_admin"]["en"],
             "no permit policy matched (default deny)"
@@ -368,10 +399,11 @@ mod tests {
                 explain: false,
                 ..LIMITS
             },
+            &digester(),
         )
         .unwrap();
         assert_eq!(quiet.response.context, None);
-        let event = item.audit_event(1, "r1", &RequestDigester::new(b"k"));
+        let event = item.audit_event(1, "r1");
         assert_eq!(event.outcome, "deny");
         assert_eq!(event.subject, r#"user::"a""#);
         assert!(
@@ -380,5 +412,73 @@ mod tests {
                 .contains("123-45-6789")
         );
         assert_eq!(event.request_digest.len(), 64);
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use mandate_policy::{PolicySources, SourceFile};
+
+    #[test]
+    fn large_inherited_defaults_times_many_items_are_refused_before_any_work() {
+        let bundle = PolicyBundle::from_sources(&PolicySources {
+            policies: vec![SourceFile {
+                name: "p.cedar".into(),
+                text: "permit(principal, action, resource);".into(),
+            }],
+            ..PolicySources::default()
+        })
+        .unwrap();
+        let items: Vec<Value> = (0..100).map(|_| json!({})).collect();
+        let batch: EvaluationsRequest = serde_json::from_value(json!({
+            "subject": {"type": "u", "id": "a"}, "action": {"name": "x"}, "resource": {"type": "d", "id": "d"},
+            "context": {"blob": "A".repeat(100_000)},
+            "evaluations": items
+        }))
+        .unwrap();
+        let limits = BatchLimits {
+            max_items: 1000,
+            explain: true,
+            max_work_bytes: 1 << 20,
+        };
+        let err = evaluate_batch(&bundle, &batch, limits, &RequestDigester::new(b"k")).unwrap_err();
+        assert!(
+            err.starts_with("a batch may process at most 1048576 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn audit_events_never_quote_request_values() {
+        let schema =
+            "entity user; entity doc; action read appliesTo { principal: user, resource: doc };";
+        let bundle = PolicyBundle::from_sources(&PolicySources {
+            policies: vec![SourceFile {
+                name: "p.cedar".into(),
+                text: "permit(principal, action, resource);".into(),
+            }],
+            schemas: vec![SourceFile {
+                name: "s.cedarschema".into(),
+                text: schema.into(),
+            }],
+            ..PolicySources::default()
+        })
+        .unwrap();
+        let request: EvaluationRequest = serde_json::from_value(json!({
+            "subject": {"type": "user", "id": "a"}, "action": {"name": "read"}, "resource": {"type": "doc", "id": "d"},
+            "context": {"api_token": "sk-live-SECRET"}
+        }))
+        .unwrap();
+        let limits = BatchLimits {
+            max_items: 1,
+            explain: true,
+            max_work_bytes: 1 << 20,
+        };
+        let item = evaluate_one(&bundle, &request, limits, &RequestDigester::new(b"k")).unwrap();
+        assert!(!item.decision.is_allow());
+        let event = serde_json::to_string(&item.audit_event(1, "r")).unwrap();
+        assert!(!event.contains("sk-live-SECRET"), "{event}");
+        assert!(event.contains("invalid_request"), "{event}");
     }
 }

@@ -156,6 +156,8 @@ async fn malformed_requests_are_refused_at_once_and_leave_no_audit_record() {
         message,
         format!("request body is larger than the limit of {MAX_BODY} bytes")
     );
+    // The unread rest of the body makes the connection unusable: said so.
+    assert_eq!(answer.headers["connection"], "close");
 
     // 100,000 items. Under the default 1 MiB body limit this ~6 MB batch would be
     // refused as too large (413) before its items are counted; this node's 8 MiB

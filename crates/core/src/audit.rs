@@ -151,11 +151,45 @@ fn record_hash(node_id: &str, seq: u64, event: &AuditEvent, prev: &Hash32) -> Ha
         field(p.as_bytes());
     }
     field(event.request_digest.as_bytes());
-    // serde_json writes object keys in sorted order (no preserve_order feature),
-    // so the same detail always serializes to the same bytes.
-    field(event.detail.to_string().as_bytes());
+    let mut detail = String::new();
+    canonical_json(&event.detail, &mut detail);
+    field(detail.as_bytes());
     field(prev);
     h.finalize().into()
+}
+
+/// Writes `value` as JSON with object keys sorted at every level. Whether
+/// serde_json keeps insertion order depends on a feature any crate in the build
+/// may turn on (Cedar does); the hash must not, so that any verifier, built
+/// with any features, gets the same bytes.
+fn canonical_json(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::from(key.as_str()).to_string());
+                out.push(':');
+                canonical_json(&map[key], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 mod hex_hash {
@@ -242,6 +276,32 @@ pub(crate) mod tests {
         let ra = AuditRecord::seal("n", ChainHead::GENESIS, a);
         let rb = AuditRecord::seal("n", ChainHead::GENESIS, b);
         assert_ne!(ra.hash, rb.hash);
+    }
+
+    #[test]
+    fn detail_key_order_does_not_change_the_hash() {
+        let mut a = event(1);
+        let mut b = event(1);
+        let mut first = serde_json::Map::new();
+        first.insert("z".into(), serde_json::json!(1));
+        first.insert(
+            "a".into(),
+            serde_json::json!({"y": [1, {"c": 2, "b": 3}], "x": "s"}),
+        );
+        let mut second = serde_json::Map::new();
+        second.insert(
+            "a".into(),
+            serde_json::json!({"x": "s", "y": [1, {"b": 3, "c": 2}]}),
+        );
+        second.insert("z".into(), serde_json::json!(1));
+        a.detail = serde_json::Value::Object(first);
+        b.detail = serde_json::Value::Object(second);
+        let ra = AuditRecord::seal("n", ChainHead::GENESIS, a);
+        let rb = AuditRecord::seal("n", ChainHead::GENESIS, b);
+        assert_eq!(ra.hash, rb.hash);
+        let mut text = String::new();
+        canonical_json(&ra.event.detail, &mut text);
+        assert_eq!(text, r#"{"a":{"x":"s","y":[1,{"b":3,"c":2}]},"z":1}"#);
     }
 
     #[test]

@@ -77,15 +77,25 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// A deny for a request that could not be evaluated at all.
+    /// A deny for a request that could not be evaluated at all. The message is
+    /// cut to [`Decision::MAX_MESSAGE`] characters: it may quote the request,
+    /// and a huge request must not make a huge answer.
     pub fn invalid(message: impl Into<String>) -> Decision {
+        let mut message = message.into();
+        if let Some((cut, _)) = message.char_indices().nth(Decision::MAX_MESSAGE) {
+            message.truncate(cut);
+            message.push('…');
+        }
         Decision {
             effect: Effect::Deny,
             policies: Vec::new(),
             errors: Vec::new(),
-            reason: DecisionReason::InvalidRequest(message.into()),
+            reason: DecisionReason::InvalidRequest(message),
         }
     }
+
+    /// Longest message an invalid-request decision carries, in characters.
+    pub const MAX_MESSAGE: usize = 300;
 
     /// True only for an allow.
     pub fn is_allow(&self) -> bool {
@@ -123,5 +133,10 @@ mod tests {
             "invalid request: bad type"
         );
         assert!(!Decision::invalid("x").is_allow());
+        let long = Decision::invalid("é".repeat(1000));
+        let DecisionReason::InvalidRequest(text) = long.reason else {
+            panic!()
+        };
+        assert_eq!(text.chars().count(), Decision::MAX_MESSAGE + 1);
     }
 }

@@ -29,6 +29,26 @@ impl RequestDigester {
         mac.update(bytes);
         hex::encode(mac.finalize().into_bytes())
     }
+
+    /// The digest of `value` serialized as JSON, streamed into the MAC without
+    /// building the serialized bytes.
+    pub fn digest_json_hex(&self, value: &impl serde::Serialize) -> String {
+        struct MacWriter(Hmac<Sha256>);
+        impl std::io::Write for MacWriter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut writer = MacWriter(self.mac.clone());
+        // Writing into a MAC cannot fail; a value that cannot serialize
+        // (never the case for JSON values) digests what was written so far.
+        let _ = serde_json::to_writer(&mut writer, value);
+        hex::encode(writer.0.finalize().into_bytes())
+    }
 }
 
 impl std::fmt::Debug for RequestDigester {
@@ -49,6 +69,16 @@ mod tests {
         assert_eq!(
             d.digest_hex(b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn streamed_json_digest_equals_the_digest_of_its_bytes() {
+        let d = RequestDigester::new(&[3; 32]);
+        let v = serde_json::json!({"subject": {"type": "user", "id": "a"}, "n": [1, 2]});
+        assert_eq!(
+            d.digest_json_hex(&v),
+            d.digest_hex(&serde_json::to_vec(&v).unwrap())
         );
     }
 

@@ -3,6 +3,10 @@
 //! Readers take the current bundle with one atomic load; a reload builds the new
 //! bundle off to the side and swaps it in only if it is valid. A failed reload
 //! leaves the old bundle serving and remembers the error for `/readyz`.
+//!
+//! A change on disk is loaded only once it has held still for two polls: an
+//! editor writing a file, or a copy of several files (a permit before the
+//! forbid that narrows it), must not be put into service half-way.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,6 +22,8 @@ use crate::load::{Fingerprint, PolicySources};
 pub enum ReloadOutcome {
     /// Nothing on disk changed.
     Unchanged,
+    /// Files changed since the last poll; loading waits until they hold still.
+    Settling,
     /// A new bundle is in service.
     Reloaded,
 }
@@ -35,7 +41,10 @@ pub struct ReloadStatus {
 }
 
 struct Tracking {
+    /// The files as last loaded (or last found broken).
     fingerprint: Fingerprint,
+    /// A changed state seen at the previous poll, not yet loaded.
+    settling: Option<Fingerprint>,
     status: ReloadStatus,
 }
 
@@ -71,6 +80,7 @@ impl PolicyEngine {
             current: ArcSwap::from_pointee(bundle),
             tracking: Mutex::new(Tracking {
                 fingerprint,
+                settling: None,
                 status,
             }),
         })
@@ -98,16 +108,23 @@ impl PolicyEngine {
     }
 
     /// Reloads if any policy, schema or entity file changed since the last
-    /// attempt. On error the old bundle stays in service and the error is
-    /// returned and remembered; the same broken files are not retried until
-    /// they change again.
+    /// attempt and has not changed since the previous poll. On error the old
+    /// bundle stays in service and the error is returned and remembered; the
+    /// same broken files are not retried until they change again.
     pub fn reload_if_changed(&self) -> Result<ReloadOutcome, PolicyError> {
         let fingerprint = Fingerprint::of_dir(&self.dir);
         let mut tracking = self.lock();
-        match &fingerprint {
-            Ok(f) if *f == tracking.fingerprint => return Ok(ReloadOutcome::Unchanged),
-            _ => {}
+        if let Ok(f) = &fingerprint {
+            if *f == tracking.fingerprint {
+                tracking.settling = None;
+                return Ok(ReloadOutcome::Unchanged);
+            }
+            if tracking.settling.as_ref() != Some(f) {
+                tracking.settling = Some(f.clone());
+                return Ok(ReloadOutcome::Settling);
+            }
         }
+        tracking.settling = None;
         self.reload_locked(&mut tracking, fingerprint)
     }
 
@@ -123,10 +140,22 @@ impl PolicyEngine {
         tracking: &mut Tracking,
         fingerprint: Result<Fingerprint, PolicyError>,
     ) -> Result<ReloadOutcome, PolicyError> {
-        let attempt = fingerprint.and_then(|f| {
-            let bundle = PolicyBundle::from_sources(&PolicySources::read_dir(&self.dir)?)?;
-            Ok((f, bundle))
+        // The fingerprint was taken before the files are read: if they change
+        // meanwhile, the next poll sees a difference and loads them again.
+        let attempt = fingerprint.map(|f| {
+            let bundle = PolicySources::read_dir(&self.dir)
+                .and_then(|sources| PolicyBundle::from_sources(&sources));
+            (f, bundle)
         });
+        let attempt = match attempt {
+            Ok((f, Ok(bundle))) => Ok((f, bundle)),
+            Ok((f, Err(e))) => {
+                // Remembered as broken: not retried until the files change.
+                tracking.fingerprint = f;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        };
         match attempt {
             Ok((f, bundle)) => {
                 tracking.fingerprint = f;
@@ -137,14 +166,79 @@ impl PolicyEngine {
                 Ok(ReloadOutcome::Reloaded)
             }
             Err(e) => {
-                // Remember the broken state so the watcher does not retry it
-                // every tick; a further edit changes the fingerprint again.
-                if let Ok(f) = Fingerprint::of_dir(&self.dir) {
-                    tracking.fingerprint = f;
-                }
                 tracking.status.last_error = Some(e.to_string());
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn a_change_is_loaded_only_after_it_holds_still_for_two_polls() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.cedar",
+            "permit(principal, action, resource);",
+        );
+        let engine = PolicyEngine::load(dir.path()).unwrap();
+        assert_eq!(
+            engine.reload_if_changed().unwrap(),
+            ReloadOutcome::Unchanged
+        );
+        // A half-written change: seen once, not loaded.
+        write(
+            dir.path(),
+            "a.cedar",
+            "permit(principal, action, resource);\n// more",
+        );
+        assert_eq!(engine.reload_if_changed().unwrap(), ReloadOutcome::Settling);
+        assert_eq!(engine.status().generation, 1);
+        // Still changing: still not loaded.
+        write(
+            dir.path(),
+            "b.cedar",
+            "forbid(principal, action, resource);",
+        );
+        assert_eq!(engine.reload_if_changed().unwrap(), ReloadOutcome::Settling);
+        // Quiet for a poll: loaded, both files at once.
+        assert_eq!(engine.reload_if_changed().unwrap(), ReloadOutcome::Reloaded);
+        assert_eq!(engine.status().policies, 2);
+    }
+
+    #[test]
+    fn broken_files_keep_the_old_policies_and_are_not_retried_until_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.cedar",
+            "permit(principal, action, resource);",
+        );
+        let engine = PolicyEngine::load(dir.path()).unwrap();
+        write(dir.path(), "a.cedar", "permit(principal");
+        assert_eq!(engine.reload_if_changed().unwrap(), ReloadOutcome::Settling);
+        assert!(engine.reload_if_changed().is_err());
+        assert_eq!(engine.current().policy_count(), 1);
+        assert!(engine.status().last_error.unwrap().contains("a.cedar"));
+        assert_eq!(
+            engine.reload_if_changed().unwrap(),
+            ReloadOutcome::Unchanged
+        );
+        write(
+            dir.path(),
+            "a.cedar",
+            "forbid(principal, action, resource);",
+        );
+        assert_eq!(engine.reload_if_changed().unwrap(), ReloadOutcome::Settling);
+        assert_eq!(engine.reload_if_changed().unwrap(), ReloadOutcome::Reloaded);
+        assert_eq!(engine.status().last_error, None);
     }
 }

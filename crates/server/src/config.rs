@@ -38,6 +38,7 @@ pub struct Config {
     pub log_level: String,
     /// Bearer key that AuthZEN callers must present (`Authorization: Bearer KEY`).
     /// Unset: the AuthZEN endpoints take no key, so keep them on loopback.
+    #[serde(deserialize_with = "text_or_number")]
     pub authzen_api_key: Option<String>,
     /// Whether deny responses carry `context.reason_admin` naming the deciding
     /// policies. The audit log records them either way.
@@ -67,6 +68,23 @@ pub enum LogFormat {
     Text,
 }
 
+/// Reads a secret that an environment variable may hold as digits only:
+/// figment types such values as numbers, and a key is text whatever it looks like.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(Option::<Raw>::deserialize(d)?.map(|raw| match raw {
+        Raw::Text(text) => text,
+        Raw::Unsigned(n) => n.to_string(),
+        Raw::Signed(n) => n.to_string(),
+    }))
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -82,7 +100,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             max_batch_items: 1000,
             request_timeout_ms: 10_000,
-            policy_poll_ms: 1000,
+            policy_poll_ms: 500,
             audit_max_batch: 1024,
             public_url: None,
         }
@@ -321,6 +339,16 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("database"), "{err}");
+    }
+
+    #[test]
+    fn an_api_key_of_digits_stays_text() {
+        let c = load_in_jail(|jail| {
+            jail.set_env("MANDATE_AUTHZEN_API_KEY", "1234567890123456789");
+            Config::load(None, Flags::default())
+        })
+        .unwrap();
+        assert_eq!(c.authzen_api_key.as_deref(), Some("1234567890123456789"));
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// The body is not declared as JSON.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    /// An unexpected internal failure; the detail is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
     /// The decision could not be recorded, so it is not given (fail closed).
     #[error("the decision could not be recorded in the audit log, so it is not given")]
     AuditUnavailable(#[source] mandate_store::AuditError),
@@ -41,6 +44,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -51,6 +55,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::AuditUnavailable(_) => "audit_unavailable",
+            ApiError::Internal(_) => "internal",
         }
     }
 }
@@ -59,16 +64,30 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
+            let detail = match &self {
+                ApiError::Internal(detail) => detail.as_str(),
+                _ => "",
+            };
+            tracing::error!(error = %self, detail, cause = ?std::error::Error::source(&self), "request failed");
         } else {
             tracing::debug!(error = %self, "request refused");
         }
         let body = Json(json!({"error": self.code(), "message": self.to_string()}));
         let mut response = (status, body).into_response();
-        if matches!(self, ApiError::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // The rest of the body was never read, so the connection cannot
+            // carry another request: tell the client before it tries.
+            ApiError::TooLarge { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

@@ -8,8 +8,21 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-/// Creates the data directory (private to the user) if it is missing.
+/// Creates the data directory, private to the user, if it is missing. An
+/// existing directory keeps its permissions (it may be shared, like `/tmp`);
+/// a warning says so if others can read it.
 pub(crate) fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the data directory is open to other users; its key files are not, but consider chmod 700");
+            }
+        }
+        return Ok(());
+    }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     #[cfg(unix)]
@@ -75,6 +88,27 @@ pub(crate) fn digest_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_new_data_dir_is_private_and_an_existing_one_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let fresh = parent.path().join("fresh");
+        ensure_data_dir(&fresh).unwrap();
+        assert_eq!(
+            std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let shared = parent.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_data_dir(&shared).unwrap();
+        assert_eq!(
+            std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+    }
 
     #[test]
     fn node_id_and_key_are_made_once_and_kept() {

@@ -37,6 +37,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_response(timeout_as_json))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -47,6 +48,18 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                 )),
         )
         .with_state(state)
+}
+
+/// The timeout layer answers 408 with an empty body; every error here is JSON.
+async fn timeout_as_json(response: Response) -> Response {
+    if response.status() == StatusCode::REQUEST_TIMEOUT {
+        return (
+            StatusCode::REQUEST_TIMEOUT,
+            Json(json!({"error": "timeout", "message": "the request took longer than request_timeout_ms"})),
+        )
+            .into_response();
+    }
+    response
 }
 
 async fn not_found() -> Response {
@@ -155,7 +168,7 @@ async fn record(
     let time_us = now_us();
     let events = items
         .iter()
-        .map(|item| item.audit_event(time_us, &id, &state.digester))
+        .map(|item| item.audit_event(time_us, &id))
         .collect();
     state
         .audit
@@ -179,7 +192,7 @@ async fn evaluation(
     let started = Instant::now();
     let request: EvaluationRequest = read_json(&state, &headers, body)?;
     let bundle = state.engine.current();
-    let item = evaluate_one(&bundle, &request, state.limits)
+    let item = evaluate_one(&bundle, &request, state.limits, &state.digester)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     record(&state, "evaluation", &headers, &[&item], started).await?;
     Ok(Json(item.response).into_response())
@@ -193,7 +206,14 @@ async fn evaluations(
     let started = Instant::now();
     let batch: EvaluationsRequest = read_json(&state, &headers, body)?;
     let bundle = state.engine.current();
-    match evaluate_batch(&bundle, &batch, state.limits).map_err(ApiError::BadRequest)? {
+    // A batch can take milliseconds of CPU: keep it off the async workers so
+    // single decisions on the same node are not held up behind it.
+    let (limits, digester) = (state.limits, state.digester.clone());
+    let outcome =
+        tokio::task::spawn_blocking(move || evaluate_batch(&bundle, &batch, limits, &digester))
+            .await
+            .map_err(|e| ApiError::Internal(format!("batch evaluation failed: {e}")))?;
+    match outcome.map_err(ApiError::BadRequest)? {
         BatchOutcome::Single(item) => {
             record(&state, "evaluations", &headers, &[&item], started).await?;
             Ok(Json(item.response).into_response())

@@ -18,6 +18,10 @@ use crate::node;
 use crate::routes::router;
 use crate::state::AppState;
 
+/// Most bytes of batch defaults one batch may make Mandate process (items that
+/// inherit the defaults × their size): 32 MiB, far above any real PEP's batch.
+const BATCH_WORK_BYTES: usize = 32 << 20;
+
 /// Runs a node until SIGINT or SIGTERM, then drains requests and flushes the
 /// audit log. Prints `mandate listening on http://ADDR` on stdout once it accepts
 /// connections.
@@ -41,6 +45,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     for warning in engine.current().warnings() {
         tracing::warn!(%warning, "policy warning");
+    }
+    if !engine.current().has_schema() {
+        tracing::warn!(
+            dir = %policy_dir.display(),
+            "no *.cedarschema in the policy directory: requests are not type-checked, so a caller can name any entity type as its subject (even a group type that policies test with `in`) and supply properties of any type; add a schema before production use"
+        );
     }
 
     let store = mandate_store::connect(&config.database_url())
@@ -69,6 +79,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         limits: BatchLimits {
             max_items: config.max_batch_items,
             explain: config.explain_decisions,
+            max_work_bytes: BATCH_WORK_BYTES,
         },
         max_body_bytes: config.max_body_bytes,
         api_key: config.authzen_api_key.as_deref().map(Arc::from),
@@ -130,7 +141,7 @@ async fn watch_policies(engine: Arc<PolicyEngine>, every: Duration) {
         })
         .await;
         match result {
-            Ok(Ok(ReloadOutcome::Unchanged)) => {}
+            Ok(Ok(ReloadOutcome::Unchanged | ReloadOutcome::Settling)) => {}
             Ok(Ok(ReloadOutcome::Reloaded)) => {
                 let status = engine.status();
                 ::metrics::counter!(metrics::RELOADS).increment(1);

@@ -1,0 +1,301 @@
+//! The issuer's Ed25519 signing keys: one active key that signs, retired keys
+//! that still verify during an overlap window after a rotation, and the JWK Set
+//! that publishes them.
+//!
+//! Tokens are compact JWS with header `{"alg":"EdDSA","typ":"at+jwt","kid":…}`
+//! (RFC 9068). Verification reads the header first and refuses any other
+//! algorithm by name, so `none`, `HS256` with a public key as secret and
+//! algorithm confusion never reach a signature check.
+
+use std::fmt;
+
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+
+use crate::claims::TaskClaims;
+use crate::error::TokenError;
+use crate::jwk::{JwkSet, PublicJwk, PublishedJwk, jwk_thumbprint};
+use crate::jws;
+
+/// The only algorithm task tokens are signed with.
+pub const TOKEN_ALG: &str = "EdDSA";
+/// The `typ` of task tokens (RFC 9068 §2.1).
+pub const TOKEN_TYP: &str = "at+jwt";
+
+/// An Ed25519 private key with its `kid`, the RFC 7638 thumbprint of its public key.
+pub struct SigningKey {
+    kid: String,
+    pair: Ed25519KeyPair,
+}
+
+impl SigningKey {
+    /// A fresh key from aws-lc's random generator.
+    pub fn generate() -> Result<SigningKey, TokenError> {
+        let pair = Ed25519KeyPair::generate().map_err(|_| TokenError::KeyGeneration)?;
+        Ok(SigningKey::from_pair(pair))
+    }
+
+    /// A key from an unencrypted PKCS#8 (v1 or v2) Ed25519 document, as stored.
+    pub fn from_pkcs8(der: &[u8]) -> Result<SigningKey, TokenError> {
+        let pair = Ed25519KeyPair::from_pkcs8(der).map_err(|e| TokenError::BadPrivateKey {
+            reason: e.description_(),
+        })?;
+        Ok(SigningKey::from_pair(pair))
+    }
+
+    fn from_pair(pair: Ed25519KeyPair) -> SigningKey {
+        let kid = jwk_thumbprint(&okp_jwk(public_bytes(&pair)));
+        SigningKey { kid, pair }
+    }
+
+    /// The private key as a PKCS#8 v2 document, for the store (which encrypts it).
+    pub fn to_pkcs8(&self) -> Result<Vec<u8>, TokenError> {
+        let doc = self
+            .pair
+            .to_pkcs8()
+            .map_err(|_| TokenError::KeyGeneration)?;
+        Ok(doc.as_ref().to_vec())
+    }
+
+    /// The key ID.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as a JWK.
+    pub fn public_jwk(&self) -> PublicJwk {
+        okp_jwk(public_bytes(&self.pair))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn public_bytes(pair: &Ed25519KeyPair) -> [u8; 32] {
+    let mut out = [0; 32];
+    out.copy_from_slice(pair.public_key().as_ref());
+    out
+}
+
+fn okp_jwk(public: [u8; 32]) -> PublicJwk {
+    PublicJwk::Okp {
+        crv: "Ed25519".to_owned(),
+        x: jws::b64(&public),
+    }
+}
+
+/// A key that verifies but no longer signs.
+#[derive(Debug, Clone)]
+struct RetiredKey {
+    kid: String,
+    public: [u8; 32],
+    retired_at: i64,
+}
+
+/// The issuer's key set: the active key signs, retired keys verify until
+/// `retired_at + overlap`, after which [`SigningKeys::prune`] drops them.
+/// Make the overlap at least the longest token lifetime so that no live token
+/// loses its key.
+#[derive(Debug)]
+pub struct SigningKeys {
+    active: SigningKey,
+    active_public: [u8; 32],
+    retired: Vec<RetiredKey>,
+    overlap_seconds: i64,
+}
+
+impl SigningKeys {
+    /// A set with one active key and a rotation overlap of `overlap_seconds`.
+    pub fn new(active: SigningKey, overlap_seconds: u32) -> SigningKeys {
+        SigningKeys {
+            active_public: public_bytes(&active.pair),
+            active,
+            retired: Vec::new(),
+            overlap_seconds: i64::from(overlap_seconds),
+        }
+    }
+
+    /// The active key's ID.
+    pub fn active_kid(&self) -> &str {
+        self.active.kid()
+    }
+
+    /// The IDs of retired keys still held, oldest first.
+    pub fn retired_kids(&self) -> Vec<&str> {
+        self.retired.iter().map(|k| k.kid.as_str()).collect()
+    }
+
+    /// Adds a key retired at `retired_at` (reloading the set after a restart).
+    /// Only its public half is kept.
+    pub fn add_retired(&mut self, key: &SigningKey, retired_at: i64) -> Result<(), TokenError> {
+        self.refuse_known(key.kid())?;
+        self.retired.push(RetiredKey {
+            kid: key.kid.clone(),
+            public: public_bytes(&key.pair),
+            retired_at,
+        });
+        self.retired.sort_by_key(|k| k.retired_at);
+        Ok(())
+    }
+
+    /// Makes `new_key` the active key; the old one verifies until
+    /// `now + overlap`. Retired keys past their window are pruned.
+    pub fn rotate(&mut self, new_key: SigningKey, now: i64) -> Result<(), TokenError> {
+        self.refuse_known(new_key.kid())?;
+        let old = std::mem::replace(&mut self.active, new_key);
+        self.retired.push(RetiredKey {
+            kid: old.kid.clone(),
+            public: self.active_public,
+            retired_at: now,
+        });
+        self.active_public = public_bytes(&self.active.pair);
+        self.prune(now);
+        Ok(())
+    }
+
+    /// Drops retired keys whose overlap window has ended at `now`; returns their kids.
+    pub fn prune(&mut self, now: i64) -> Vec<String> {
+        let overlap = self.overlap_seconds;
+        let (gone, kept) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|k| now >= k.retired_at.saturating_add(overlap));
+        self.retired = kept;
+        gone.into_iter().map(|k: RetiredKey| k.kid).collect()
+    }
+
+    fn refuse_known(&self, kid: &str) -> Result<(), TokenError> {
+        if kid == self.active.kid() || self.retired.iter().any(|k| k.kid == kid) {
+            return Err(TokenError::DuplicateKid {
+                kid: kid.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The public keys as a JWK Set, the active key first.
+    pub fn jwks(&self) -> JwkSet {
+        let publish = |kid: &str, public: [u8; 32]| PublishedJwk {
+            key: okp_jwk(public),
+            kid: kid.to_owned(),
+            use_: "sig",
+            alg: TOKEN_ALG,
+        };
+        let mut keys = vec![publish(self.active.kid(), self.active_public)];
+        keys.extend(self.retired.iter().rev().map(|k| publish(&k.kid, k.public)));
+        JwkSet { keys }
+    }
+
+    /// Signs `claims` with the active key, after [`TaskClaims::validate`].
+    pub fn issue(&self, claims: &TaskClaims) -> Result<String, TokenError> {
+        claims.validate()?;
+        let header =
+            serde_json::json!({"alg": TOKEN_ALG, "typ": TOKEN_TYP, "kid": self.active.kid()});
+        let payload = serde_json::to_vec(claims).map_err(|e| TokenError::MalformedClaims {
+            reason: e.to_string(),
+        })?;
+        let mut token = jws::b64(header.to_string().as_bytes());
+        token.push('.');
+        token.push_str(&jws::b64(&payload));
+        let signature = self.active.pair.sign(token.as_bytes());
+        token.push('.');
+        token.push_str(&jws::b64(signature.as_ref()));
+        Ok(token)
+    }
+
+    /// Verifies a task token at `now` for `expected_aud` from `expected_iss`:
+    /// header (`alg` EdDSA, `typ` at+jwt, no `crit`, a known `kid`), signature
+    /// with that key, claims shape, issuer, audience, `exp` and `nbf`.
+    /// Proof of possession (`cnf`) and revocation are the caller's next checks.
+    pub fn verify(
+        &self,
+        token: &str,
+        now: i64,
+        expected_aud: &str,
+        expected_iss: &str,
+    ) -> Result<TaskClaims, TokenError> {
+        let compact = jws::split(token).map_err(|reason| TokenError::Malformed { reason })?;
+        let header: jws::Header =
+            serde_json::from_slice(&compact.header).map_err(|_| TokenError::Malformed {
+                reason: "header is not a JSON object with a string alg",
+            })?;
+        if header.alg != TOKEN_ALG {
+            return Err(TokenError::UnsupportedAlgorithm { alg: header.alg });
+        }
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenError::WrongTokenType { typ: header.typ });
+        }
+        if let Some(names) = header.crit {
+            return Err(TokenError::UnsupportedCritical { names });
+        }
+        let kid = header.kid.ok_or(TokenError::MissingKid)?;
+        let public = self.verifying_key(&kid, now)?;
+        let signature = jws::unb64(compact.signature)
+            .ok_or_else(|| TokenError::BadSignature { kid: kid.clone() })?;
+        UnparsedPublicKey::new(&ED25519, public)
+            .verify(compact.signing_input.as_bytes(), &signature)
+            .map_err(|_| TokenError::BadSignature { kid })?;
+
+        let claims: TaskClaims =
+            serde_json::from_slice(&compact.payload).map_err(|e| TokenError::MalformedClaims {
+                reason: e.to_string(),
+            })?;
+        claims.validate()?;
+        if claims.iss != expected_iss {
+            return Err(TokenError::WrongIssuer {
+                expected: expected_iss.to_owned(),
+                found: claims.iss,
+            });
+        }
+        if claims.aud != expected_aud {
+            return Err(TokenError::WrongAudience {
+                expected: expected_aud.to_owned(),
+                found: claims.aud,
+            });
+        }
+        if now >= claims.exp {
+            return Err(TokenError::Expired {
+                exp: claims.exp,
+                now,
+            });
+        }
+        if now < claims.nbf {
+            return Err(TokenError::NotYetValid {
+                nbf: claims.nbf,
+                now,
+            });
+        }
+        Ok(claims)
+    }
+
+    fn verifying_key(&self, kid: &str, now: i64) -> Result<&[u8; 32], TokenError> {
+        if kid == self.active.kid() {
+            return Ok(&self.active_public);
+        }
+        let key =
+            self.retired
+                .iter()
+                .find(|k| k.kid == kid)
+                .ok_or_else(|| TokenError::UnknownKid {
+                    kid: kid.to_owned(),
+                })?;
+        let until = key.retired_at.saturating_add(self.overlap_seconds);
+        if now >= until {
+            return Err(TokenError::KeyRetired {
+                kid: kid.to_owned(),
+                retired_at: key.retired_at,
+                until,
+            });
+        }
+        Ok(&key.public)
+    }
+}
+
+#[cfg(test)]
+mod tests;
