@@ -352,10 +352,25 @@ fn audit_verify_on_a_new_empty_store_finds_0_records() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stderr(&out).contains("no database at"), "{}", stderr(&out));
     assert!(!db.exists(), "verify must not create the database");
-    // A node that made no decision leaves an empty, intact log.
-    let mut node = common::Node::start(&dir.path().join("data"), &url, &todo_policies(), &[]);
+    // A node that made no decision leaves an empty, intact, sealed chain.
+    let data = dir.path().join("data");
+    let mut node = common::Node::start(&data, &url, &todo_policies(), &[]);
     assert!(node.stop().success());
-    let out = mandate(&["audit", "verify", "--database", &url]);
+    let node_id = std::fs::read_to_string(data.join("node-id")).unwrap();
+    let out = mandate(&[
+        "audit",
+        "verify",
+        "--database",
+        &url,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "audit log intact: 0 records (no nodes)\n");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "audit log intact: 0 records ({}: 0, seal checked)\n",
+            node_id.trim()
+        )
+    );
 }

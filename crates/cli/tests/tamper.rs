@@ -74,3 +74,67 @@ async fn audit_verify_names_the_first_record_broken_by_each_kind_of_tampering() 
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_wiped_whole_passes_without_the_node_key_and_fails_with_it() {
+    let client = reqwest::Client::new();
+    let request = serde_json::json!({
+        "subject": {"type": "user", "id": "CiRmZDQ2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs"},
+        "action": {"name": "can_read_todos"},
+        "resource": {"type": "todo", "id": "todo-1"}
+    });
+    for backend in backends() {
+        let store = TestStore::new(backend).await;
+        let data = store.dir.path().join("data");
+        let data_dir = data.to_str().unwrap();
+        let mut node = Node::start(&data, &store.url, &todo_policies(), &[]);
+        for _ in 0..3 {
+            let (status, _) =
+                post_json(&client, &node.url("/access/v1/evaluation"), &request).await;
+            assert_eq!(status, 200);
+        }
+        assert!(node.stop().success());
+        let sealed = mandate(&[
+            "audit",
+            "verify",
+            "--database",
+            &store.url,
+            "--data-dir",
+            data_dir,
+        ]);
+        let stdout = String::from_utf8_lossy(&sealed.stdout);
+        assert!(sealed.status.success(), "{backend:?}: {stdout}");
+        assert!(
+            stdout.contains(": 3, seal checked)"),
+            "{backend:?}: {stdout}"
+        );
+
+        store
+            .exec("DELETE FROM audit_records; DELETE FROM audit_heads;")
+            .await;
+        // Without the node's data directory nothing can tell an empty log from a wiped one...
+        let blind = mandate(&["audit", "verify", "--database", &store.url]);
+        let stdout = String::from_utf8_lossy(&blind.stdout);
+        assert!(blind.status.success(), "{backend:?}: {stdout}");
+        assert!(
+            stdout.contains("note: no node key in"),
+            "{backend:?}: {stdout}"
+        );
+        // ...with it, the missing chain is named.
+        let keyed = mandate(&[
+            "audit",
+            "verify",
+            "--database",
+            &store.url,
+            "--data-dir",
+            data_dir,
+        ]);
+        let stdout = String::from_utf8_lossy(&keyed.stdout);
+        assert_eq!(keyed.status.code(), Some(3), "{backend:?}: {stdout}");
+        assert!(
+            stdout.contains("its audit chain is missing"),
+            "{backend:?}: {stdout}"
+        );
+        store.cleanup().await;
+    }
+}

@@ -67,6 +67,23 @@ pub enum ChainBreak {
         /// Sequence number of the last record.
         seq: u64,
     },
+    /// The head is not sealed with the node's key: the chain was rewritten (or
+    /// rolled back) by someone without the key.
+    #[error(
+        "node {node}: the head at record {seq} is not sealed with this node's key (chain rewritten outside Mandate)"
+    )]
+    Unsealed {
+        /// Node ID.
+        node: String,
+        /// Sequence number of the head.
+        seq: u64,
+    },
+    /// A node whose key is known has no chain at all: it was deleted.
+    #[error("node {node}: its audit chain is missing from the store (deleted)")]
+    Missing {
+        /// Node ID.
+        node: String,
+    },
 }
 
 impl ChainBreak {
@@ -78,6 +95,8 @@ impl ChainBreak {
             | ChainBreak::HeadMismatch { seq, .. } => *seq,
             ChainBreak::Sequence { expected, .. } => *expected,
             ChainBreak::Truncated { last, .. } => last + 1,
+            ChainBreak::Unsealed { seq, .. } => *seq,
+            ChainBreak::Missing { .. } => 1,
         }
     }
 }

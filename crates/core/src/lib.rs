@@ -11,8 +11,10 @@ mod audit;
 mod chain;
 mod decision;
 mod digest;
+mod seal;
 
 pub use audit::{AuditEvent, AuditKind, AuditRecord, ChainHead, Hash32};
 pub use chain::{ChainBreak, ChainVerifier};
 pub use decision::{Decision, DecisionReason, Effect, PolicyEvalError};
 pub use digest::RequestDigester;
+pub use seal::HeadSealer;

@@ -17,6 +17,7 @@ mod state;
 
 pub use config::{Config, ConfigError, KEYS, LogFormat};
 pub use error::ApiError;
+pub use node::existing_head_key;
 pub use routes::router;
 pub use run::serve;
 pub use state::AppState;

@@ -68,14 +68,38 @@ pub(crate) fn node_id(data_dir: &Path) -> anyhow::Result<String> {
 /// The 32-byte key for request digests, kept hex-encoded in
 /// `<data_dir>/audit-digest.key`, made on first use.
 pub(crate) fn digest_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    let path = data_dir.join("audit-digest.key");
+    secret_key(&data_dir.join("audit-digest.key"))
+}
+
+/// The 32-byte key that seals this node's audit chain head, kept hex-encoded
+/// in `<data_dir>/audit-head.key`, made on first use. It never goes into the
+/// database: whoever can write there cannot forge the seal.
+pub(crate) fn head_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    secret_key(&data_dir.join("audit-head.key"))
+}
+
+/// This node's ID and head key if `data_dir` holds them, without creating
+/// anything: what `audit verify` needs to check the node's seal.
+pub fn existing_head_key(data_dir: &Path) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+    let (id_path, key_path) = (data_dir.join("node-id"), data_dir.join("audit-head.key"));
+    if !id_path.is_file() || !key_path.is_file() {
+        return Ok(None);
+    }
+    Ok(Some((node_id(data_dir)?, read_key(&key_path)?)))
+}
+
+fn secret_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     if !path.exists() {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
-        create_private(&path, hex::encode(key).as_bytes())?;
+        create_private(path, hex::encode(key).as_bytes())?;
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    read_key(path)
+}
+
+fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let key = hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
     anyhow::ensure!(
         key.len() >= 16,
@@ -118,6 +142,13 @@ mod tests {
         let key = digest_key(dir.path()).unwrap();
         assert_eq!(key.len(), 32);
         assert_eq!(digest_key(dir.path()).unwrap(), key);
+        assert_eq!(existing_head_key(dir.path()).unwrap(), None);
+        let head = head_key(dir.path()).unwrap();
+        assert_ne!(head, key);
+        assert_eq!(
+            existing_head_key(dir.path()).unwrap(),
+            Some((id.clone(), head))
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

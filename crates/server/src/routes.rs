@@ -3,13 +3,13 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::BodyExt;
 use mandate_authzen::{
     BatchOutcome, EvaluatedItem, EvaluationRequest, EvaluationsRequest, EvaluationsResponse,
     PdpMetadata, evaluate_batch, evaluate_one,
@@ -104,10 +104,10 @@ fn check_api_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
 }
 
 /// Authenticates, checks the media type and size, and parses the JSON body.
-fn read_json<T: DeserializeOwned>(
+async fn read_json<T: DeserializeOwned>(
     state: &AppState,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<T, ApiError> {
     check_api_key(state, headers)?;
     let is_json = headers
@@ -122,14 +122,45 @@ fn read_json<T: DeserializeOwned>(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
-            limit: state.max_body_bytes,
-        },
-        _ => ApiError::BadRequest(rejection.body_text()),
-    })?;
+    let body = read_limited(body, headers, state.max_body_bytes).await?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
+}
+
+/// Most bytes of an oversized body read and thrown away before answering 413.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads a body of at most `limit` bytes. A longer one is read on and thrown
+/// away (up to [`DRAIN_LIMIT`]) before the 413 is sent: a client still
+/// uploading then gets the answer instead of a reset connection.
+async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = ApiError::TooLarge { limit };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+        return Err(too_large);
+    }
+    let mut body = body;
+    let mut kept = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if total <= limit {
+                kept.extend_from_slice(&data);
+            } else if total > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if total > limit {
+        return Err(too_large);
+    }
+    Ok(Bytes::from(kept))
 }
 
 /// Longest caller-supplied request ID kept in the audit log.
@@ -187,10 +218,10 @@ async fn record(
 async fn evaluation(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let request: EvaluationRequest = read_json(&state, &headers, body)?;
+    let request: EvaluationRequest = read_json(&state, &headers, body).await?;
     let bundle = state.engine.current();
     let item = evaluate_one(&bundle, &request, state.limits, &state.digester)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -201,10 +232,10 @@ async fn evaluation(
 async fn evaluations(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let batch: EvaluationsRequest = read_json(&state, &headers, body)?;
+    let batch: EvaluationsRequest = read_json(&state, &headers, body).await?;
     let bundle = state.engine.current();
     // A batch can take milliseconds of CPU: keep it off the async workers so
     // single decisions on the same node are not held up behind it.

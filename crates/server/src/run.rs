@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::serve::ListenerExt;
 use mandate_authzen::BatchLimits;
-use mandate_core::RequestDigester;
+use mandate_core::{HeadSealer, RequestDigester};
 use mandate_policy::{PolicyEngine, ReloadOutcome};
 use mandate_store::{AuditLog, AuditLogConfig};
 use tokio::net::TcpListener;
@@ -56,9 +56,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = mandate_store::connect(&config.database_url())
         .await
         .context("cannot open the store")?;
+    let sealer = HeadSealer::new(&node::head_key(&config.data_dir)?);
     let audit = AuditLog::start(
         Arc::clone(&store),
         node_id.clone(),
+        sealer,
         AuditLogConfig {
             max_batch: config.audit_max_batch,
             ..AuditLogConfig::default()

@@ -20,9 +20,14 @@ fn event(n: u32) -> AuditEvent {
 
 /// `APPENDERS` tasks, each appending one event at a time and waiting for it.
 async fn grouped(store: Arc<dyn Store>) -> Duration {
-    let log = AuditLog::start(store, "grouped".into(), AuditLogConfig::default())
-        .await
-        .expect("start the audit log");
+    let log = AuditLog::start(
+        store,
+        "grouped".into(),
+        mandate_core::HeadSealer::new(b"test key"),
+        AuditLogConfig::default(),
+    )
+    .await
+    .expect("start the audit log");
     let per_task = GROUPED_EVENTS / APPENDERS;
     let started = Instant::now();
     let tasks: Vec<_> = (0..APPENDERS)
@@ -52,7 +57,7 @@ async fn single(store: &dyn Store) -> Duration {
     for n in 0..SINGLE_EVENTS {
         let record = AuditRecord::seal("single", head, event(n));
         store
-            .append_audit(std::slice::from_ref(&record))
+            .append_audit(std::slice::from_ref(&record), "")
             .await
             .expect("append");
         head = record.head();
@@ -74,7 +79,7 @@ async fn main() {
     let grouped_events = GROUPED_EVENTS / APPENDERS * APPENDERS;
     let single_time = single(&*store).await;
 
-    let report = verify_audit(&*store).await.expect("the log verifies");
+    let report = verify_audit(&*store, &[]).await.expect("the log verifies");
     assert_eq!(report.total, u64::from(grouped_events + SINGLE_EVENTS));
     store.close().await;
 

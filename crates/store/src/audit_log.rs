@@ -11,7 +11,7 @@ use std::mem;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
-use mandate_core::{AuditEvent, AuditRecord, ChainHead};
+use mandate_core::{AuditEvent, AuditRecord, ChainHead, HeadSealer};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -64,21 +64,31 @@ struct Pending {
 }
 
 impl AuditLog {
-    /// Loads `node_id`'s chain head from `store` and starts the writer task.
+    /// Loads `node_id`'s chain head from `store` (registering the chain, sealed,
+    /// if it is new) and starts the writer task. Every head written is sealed
+    /// with `sealer`.
     pub async fn start(
         store: Arc<dyn Store>,
         node_id: String,
+        sealer: HeadSealer,
         config: AuditLogConfig,
     ) -> Result<AuditLog, StoreError> {
-        let head = store
-            .audit_head(&node_id)
-            .await?
-            .unwrap_or(ChainHead::GENESIS);
+        let head = match store.audit_head(&node_id).await? {
+            Some(head) => head,
+            None => {
+                let genesis = ChainHead::GENESIS;
+                store
+                    .register_audit_chain(&node_id, &sealer.seal(&node_id, &genesis))
+                    .await?;
+                genesis
+            }
+        };
         let capacity = u32::try_from(config.queue_capacity.clamp(1, Semaphore::MAX_PERMITS))
             .unwrap_or(u32::MAX);
         let (sender, receiver) = mpsc::unbounded_channel();
         let writer = Writer {
             store,
+            sealer,
             node_id: node_id.clone(),
             head: Some(head),
             max_batch: config.max_batch.max(1),
@@ -167,6 +177,7 @@ impl fmt::Debug for AuditLog {
 /// The one task that seals and writes a node's records.
 struct Writer {
     store: Arc<dyn Store>,
+    sealer: HeadSealer,
     node_id: String,
     /// The committed head, or `None` after a failed write (it may have landed
     /// anyway), to be reloaded from the store before the next batch.
@@ -235,7 +246,8 @@ impl Writer {
             })
             .collect();
         let started = Instant::now();
-        let written = self.store.append_audit(&records).await;
+        let seal = self.sealer.seal(&self.node_id, &tip);
+        let written = self.store.append_audit(&records, &seal).await;
         metrics::histogram!("mandate_audit_write_seconds").record(started.elapsed().as_secs_f64());
         match written {
             Ok(()) => {

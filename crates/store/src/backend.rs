@@ -47,7 +47,11 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+            async fn append_audit(
+                &self,
+                records: &[AuditRecord],
+                seal: &str,
+            ) -> Result<(), StoreError> {
                 let Some(last) = records.last() else {
                     return Ok(());
                 };
@@ -79,10 +83,34 @@ macro_rules! impl_sql_store {
                     .bind(&last.node_id)
                     .bind(sql::stored_seq(last.seq))
                     .bind(hex::encode(last.hash))
+                    .bind(seal)
                     .execute(&mut *tx)
                     .await
                     .map_err(write)?;
                 tx.commit().await.map_err(write)
+            }
+
+            async fn register_audit_chain(
+                &self,
+                node_id: &str,
+                seal: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::REGISTER_CHAIN)
+                    .bind(node_id)
+                    .bind(hex::encode([0u8; 32]))
+                    .bind(seal)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| failed("register audit chain", source))?;
+                Ok(())
+            }
+
+            async fn audit_head_seal(&self, node_id: &str) -> Result<Option<String>, StoreError> {
+                sqlx::query_scalar(sql::SELECT_HEAD_SEAL)
+                    .bind(node_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("read audit head seal", source))
             }
 
             async fn audit_head(&self, node_id: &str) -> Result<Option<ChainHead>, StoreError> {

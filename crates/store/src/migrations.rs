@@ -13,13 +13,27 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 /// One migration: version, description, SQL.
 type Step = (i64, &'static str, &'static str);
 
-const SQLITE: &[Step] = &[(1, "audit", include_str!("migrations/sqlite/0001_audit.sql"))];
+const SQLITE: &[Step] = &[
+    (1, "audit", include_str!("migrations/sqlite/0001_audit.sql")),
+    (
+        2,
+        "head seal",
+        include_str!("migrations/sqlite/0002_head_seal.sql"),
+    ),
+];
 
-const POSTGRES: &[Step] = &[(
-    1,
-    "audit",
-    include_str!("migrations/postgres/0001_audit.sql"),
-)];
+const POSTGRES: &[Step] = &[
+    (
+        1,
+        "audit",
+        include_str!("migrations/postgres/0001_audit.sql"),
+    ),
+    (
+        2,
+        "head seal",
+        include_str!("migrations/postgres/0002_head_seal.sql"),
+    ),
+];
 
 /// The SQLite schema.
 pub(crate) fn sqlite() -> Migrator {

@@ -44,8 +44,14 @@ pub(crate) const INSERT_RECORDS: &str = "INSERT INTO audit_records (node_id, seq
 /// databases' parameter limits (SQLite 32766, PostgreSQL 65535).
 pub(crate) const INSERT_CHUNK: usize = 1000;
 
-pub(crate) const UPSERT_HEAD: &str = "INSERT INTO audit_heads (node_id, seq, hash) VALUES ($1, $2, $3) \
-     ON CONFLICT (node_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+pub(crate) const UPSERT_HEAD: &str = "INSERT INTO audit_heads (node_id, seq, hash, seal) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (node_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, seal = excluded.seal";
+
+/// Registers an empty chain; a chain already there is left alone.
+pub(crate) const REGISTER_CHAIN: &str = "INSERT INTO audit_heads (node_id, seq, hash, seal) VALUES ($1, 0, $2, $3) \
+     ON CONFLICT (node_id) DO NOTHING";
+
+pub(crate) const SELECT_HEAD_SEAL: &str = "SELECT seal FROM audit_heads WHERE node_id = $1";
 
 pub(crate) const SELECT_HEAD: &str = "SELECT seq, hash FROM audit_heads WHERE node_id = $1";
 

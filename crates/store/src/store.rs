@@ -20,12 +20,22 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Stores `records` (sealed, contiguous, all of one node) and moves that
-    /// node's chain head to the last of them, in one transaction: either all
-    /// of it lands or none of it does. An empty slice is a no-op.
-    async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError>;
+    /// node's chain head to the last of them with its `seal` (see
+    /// `mandate_core::HeadSealer`; empty for none), in one transaction: either
+    /// all of it lands or none of it does. An empty slice is a no-op.
+    async fn append_audit(&self, records: &[AuditRecord], seal: &str) -> Result<(), StoreError>;
+
+    /// Registers `node_id`'s empty chain (head at sequence 0) with its `seal`,
+    /// so that the chain cannot later vanish unnoticed. Does nothing if the
+    /// node already has a head.
+    async fn register_audit_chain(&self, node_id: &str, seal: &str) -> Result<(), StoreError>;
 
     /// The head of `node_id`'s chain, or `None` if it has none.
     async fn audit_head(&self, node_id: &str) -> Result<Option<ChainHead>, StoreError>;
+
+    /// The seal stored with `node_id`'s head (empty if written without one),
+    /// or `None` if it has no head.
+    async fn audit_head_seal(&self, node_id: &str) -> Result<Option<String>, StoreError>;
 
     /// Every node that has a chain head or records, sorted.
     async fn audit_nodes(&self) -> Result<Vec<String>, StoreError>;

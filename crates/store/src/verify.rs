@@ -1,7 +1,7 @@
 //! Checking the whole audit log: every node's chain, record by record, then
 //! against the head stored beside it.
 
-use mandate_core::{ChainBreak, ChainVerifier};
+use mandate_core::{ChainBreak, ChainHead, ChainVerifier, HeadSealer};
 
 use crate::error::{StoreError, VerifyError};
 use crate::store::Store;
@@ -25,19 +25,55 @@ pub struct VerifiedChain {
     pub node_id: String,
     /// Its record count (the sequence number of its last record).
     pub records: u64,
+    /// Whether its head seal was checked with the node's key.
+    pub sealed: bool,
 }
 
 /// Walks every node's chain in `store` and reports the first break, if any.
 /// A row that cannot be decoded is a break at that row, not an I/O error.
-pub async fn verify_audit(store: &dyn Store) -> Result<VerifyReport, VerifyError> {
+///
+/// For each node in `keys`, the chain must exist and its head must carry that
+/// node's seal: this is what catches a chain rewritten with recomputed hashes,
+/// or deleted whole, by someone who can write to the database but does not hold
+/// the node's key. Chains of nodes not in `keys` are checked for internal
+/// consistency only, and reported as unsealed-checked.
+pub async fn verify_audit(
+    store: &dyn Store,
+    keys: &[(String, HeadSealer)],
+) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport {
         chains: Vec::new(),
         total: 0,
     };
-    for node_id in store.audit_nodes().await? {
+    let nodes = store.audit_nodes().await?;
+    for (node, _) in keys {
+        if !nodes.contains(node) {
+            return Err(ChainBreak::Missing { node: node.clone() }.into());
+        }
+    }
+    for node_id in nodes {
         let records = verify_chain(store, &node_id).await?;
+        let sealer = keys.iter().find(|(n, _)| *n == node_id).map(|(_, s)| s);
+        if let Some(sealer) = sealer {
+            let head = store
+                .audit_head(&node_id)
+                .await?
+                .unwrap_or(ChainHead::GENESIS);
+            let seal = store.audit_head_seal(&node_id).await?.unwrap_or_default();
+            if !sealer.verify(&node_id, &head, &seal) {
+                return Err(ChainBreak::Unsealed {
+                    node: node_id,
+                    seq: head.seq,
+                }
+                .into());
+            }
+        }
         report.total += records;
-        report.chains.push(VerifiedChain { node_id, records });
+        report.chains.push(VerifiedChain {
+            node_id,
+            records,
+            sealed: sealer.is_some(),
+        });
     }
     Ok(report)
 }

@@ -18,9 +18,14 @@ async fn concurrent_appends_all_land_contiguous_and_verify() {
             max_batch: 64,
             ..AuditLogConfig::default()
         };
-        let log = AuditLog::start(store.clone(), "n1".into(), config)
-            .await
-            .unwrap();
+        let log = AuditLog::start(
+            store.clone(),
+            "n1".into(),
+            mandate_core::HeadSealer::new(b"test key"),
+            config,
+        )
+        .await
+        .unwrap();
         let tasks: Vec<_> = (0..50u32)
             .map(|task| {
                 let log = log.clone();
@@ -53,7 +58,7 @@ async fn concurrent_appends_all_land_contiguous_and_verify() {
                 .collect();
             assert_eq!(mine, (0..20).map(|i| task * 1000 + i).collect::<Vec<_>>());
         }
-        let report = verify_audit(&*store).await.unwrap();
+        let report = verify_audit(&*store, &[]).await.unwrap();
         assert_eq!(report.total, 1000);
         store.close().await;
     })
@@ -64,21 +69,31 @@ async fn concurrent_appends_all_land_contiguous_and_verify() {
 async fn a_log_continues_the_chain_already_in_the_store() {
     on_each_backend(|db: TestDb| async move {
         let store = db.store().await;
-        let first = AuditLog::start(store.clone(), "n1".into(), AuditLogConfig::default())
-            .await
-            .unwrap();
+        let first = AuditLog::start(
+            store.clone(),
+            "n1".into(),
+            mandate_core::HeadSealer::new(b"test key"),
+            AuditLogConfig::default(),
+        )
+        .await
+        .unwrap();
         first.append(vec![event(1), event(2)]).await.unwrap();
         first.shutdown().await;
-        let second = AuditLog::start(store.clone(), "n1".into(), AuditLogConfig::default())
-            .await
-            .unwrap();
+        let second = AuditLog::start(
+            store.clone(),
+            "n1".into(),
+            mandate_core::HeadSealer::new(b"test key"),
+            AuditLogConfig::default(),
+        )
+        .await
+        .unwrap();
         second.append(vec![event(3)]).await.unwrap();
         second.append(vec![]).await.unwrap();
         second.shutdown().await;
         let records = store.audit_page("n1", 0, 10).await.unwrap();
         assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(records[2].prev_hash, records[1].hash);
-        assert_eq!(verify_audit(&*store).await.unwrap().total, 3);
+        assert_eq!(verify_audit(&*store, &[]).await.unwrap().total, 3);
         store.close().await;
     })
     .await;
@@ -88,9 +103,14 @@ async fn a_log_continues_the_chain_already_in_the_store() {
 async fn a_failed_write_fails_every_waiter_and_the_log_recovers() {
     on_each_backend(|db: TestDb| async move {
         let store = db.store().await;
-        let log = AuditLog::start(store.clone(), "n1".into(), AuditLogConfig::default())
-            .await
-            .unwrap();
+        let log = AuditLog::start(
+            store.clone(),
+            "n1".into(),
+            mandate_core::HeadSealer::new(b"test key"),
+            AuditLogConfig::default(),
+        )
+        .await
+        .unwrap();
         log.append(vec![event(1), event(2)]).await.unwrap();
 
         db.break_writes_to("audit_records").await;
@@ -110,7 +130,7 @@ async fn a_failed_write_fails_every_waiter_and_the_log_recovers() {
         log.append(vec![event(3)]).await.unwrap();
         log.append(vec![event(4), event(5)]).await.unwrap();
         log.shutdown().await;
-        let report = verify_audit(&*store).await.unwrap();
+        let report = verify_audit(&*store, &[]).await.unwrap();
         assert_eq!(report.total, 5);
         store.close().await;
     })
@@ -122,15 +142,25 @@ async fn a_failed_write_reloads_the_head_before_the_next_batch() {
     on_each_backend(|db: TestDb| async move {
         let store = db.store().await;
         let config = AuditLogConfig::default();
-        let stale = AuditLog::start(store.clone(), "n1".into(), config)
-            .await
-            .unwrap();
+        let stale = AuditLog::start(
+            store.clone(),
+            "n1".into(),
+            mandate_core::HeadSealer::new(b"test key"),
+            config,
+        )
+        .await
+        .unwrap();
         stale.append(vec![event(1)]).await.unwrap();
         // A second writer for the same node moves the head behind its back,
         // as a commit that landed but reported failure would.
-        let other = AuditLog::start(store.clone(), "n1".into(), config)
-            .await
-            .unwrap();
+        let other = AuditLog::start(
+            store.clone(),
+            "n1".into(),
+            mandate_core::HeadSealer::new(b"test key"),
+            config,
+        )
+        .await
+        .unwrap();
         other.append(vec![event(2)]).await.unwrap();
         other.shutdown().await;
 
@@ -146,7 +176,7 @@ async fn a_failed_write_reloads_the_head_before_the_next_batch() {
             .map(|r| r.event.request_id.as_str())
             .collect();
         assert_eq!(ids, ["req-1", "req-2", "req-4"]);
-        assert_eq!(verify_audit(&*store).await.unwrap().total, 3);
+        assert_eq!(verify_audit(&*store, &[]).await.unwrap().total, 3);
         store.close().await;
     })
     .await;
@@ -156,9 +186,14 @@ async fn a_failed_write_reloads_the_head_before_the_next_batch() {
 async fn shutdown_flushes_queued_appends_and_later_appends_are_closed() {
     on_each_backend(|db: TestDb| async move {
         let store = db.store().await;
-        let log = AuditLog::start(store.clone(), "n1".into(), AuditLogConfig::default())
-            .await
-            .unwrap();
+        let log = AuditLog::start(
+            store.clone(),
+            "n1".into(),
+            mandate_core::HeadSealer::new(b"test key"),
+            AuditLogConfig::default(),
+        )
+        .await
+        .unwrap();
         // Hold the database so the queue fills behind a blocked write.
         let mut blocker = db.raw().await;
         blocker.exec(db.lock_audit_sql()).await;
@@ -196,7 +231,7 @@ async fn shutdown_flushes_queued_appends_and_later_appends_are_closed() {
             .unwrap()
             .unwrap_or(ChainHead::GENESIS);
         assert_eq!(head.seq, 100);
-        assert_eq!(verify_audit(&*store).await.unwrap().total, 100);
+        assert_eq!(verify_audit(&*store, &[]).await.unwrap().total, 100);
         store.close().await;
     })
     .await;
@@ -210,9 +245,14 @@ async fn a_full_queue_makes_appends_wait_not_fail() {
             max_batch: 2,
             queue_capacity: 3,
         };
-        let log = AuditLog::start(store.clone(), "n1".into(), config)
-            .await
-            .unwrap();
+        let log = AuditLog::start(
+            store.clone(),
+            "n1".into(),
+            mandate_core::HeadSealer::new(b"test key"),
+            config,
+        )
+        .await
+        .unwrap();
         let appends: Vec<_> = (0..20)
             .map(|n| {
                 let log = log.clone();
@@ -225,7 +265,7 @@ async fn a_full_queue_makes_appends_wait_not_fail() {
             append.await.unwrap().unwrap();
         }
         log.shutdown().await;
-        assert_eq!(verify_audit(&*store).await.unwrap().total, 50);
+        assert_eq!(verify_audit(&*store, &[]).await.unwrap().total, 50);
         store.close().await;
     })
     .await;

@@ -11,7 +11,7 @@ use common::{TestDb, chain, event, on_each_backend};
 async fn migrations_run_twice_without_error() {
     on_each_backend(|db: TestDb| async move {
         let first = db.store().await;
-        first.append_audit(&chain("n1", 2)).await.unwrap();
+        first.append_audit(&chain("n1", 2), "").await.unwrap();
         first.close().await;
         let second = db.store().await;
         second.ping().await.unwrap();
@@ -53,7 +53,7 @@ async fn appended_records_read_back_with_every_field_exact() {
         let second = AuditRecord::seal("n1", first.head(), unusual);
         let third = AuditRecord::seal("n1", second.head(), event(3));
         let records = vec![first, second, third];
-        store.append_audit(&records).await.unwrap();
+        store.append_audit(&records, "").await.unwrap();
 
         assert_eq!(store.audit_page("n1", 0, 100).await.unwrap(), records);
         assert_eq!(store.audit_page("n1", 1, 1).await.unwrap(), records[1..2]);
@@ -72,7 +72,7 @@ async fn the_head_moves_with_the_records_in_one_transaction() {
         let store = db.store().await;
         assert_eq!(store.audit_head("n1").await.unwrap(), None);
         let records = chain("n1", 4);
-        store.append_audit(&records[..2]).await.unwrap();
+        store.append_audit(&records[..2], "").await.unwrap();
         assert_eq!(
             store.audit_head("n1").await.unwrap(),
             Some(records[1].head())
@@ -80,20 +80,20 @@ async fn the_head_moves_with_the_records_in_one_transaction() {
 
         // The head cannot move: the records must not land either.
         db.break_writes_to("audit_heads").await;
-        let err = store.append_audit(&records[2..]).await.unwrap_err();
+        let err = store.append_audit(&records[2..], "").await.unwrap_err();
         assert!(matches!(err, StoreError::Query { .. }), "{err:?}");
         assert_eq!(store.audit_page("n1", 0, 100).await.unwrap(), records[..2]);
         db.mend_writes_to("audit_heads").await;
 
         // A batch that clashes with a stored record leaves nothing behind.
-        assert!(store.append_audit(&records[1..]).await.is_err());
+        assert!(store.append_audit(&records[1..], "").await.is_err());
         assert_eq!(
             store.audit_head("n1").await.unwrap(),
             Some(records[1].head())
         );
         assert_eq!(store.audit_page("n1", 0, 100).await.unwrap(), records[..2]);
 
-        store.append_audit(&records[2..]).await.unwrap();
+        store.append_audit(&records[2..], "").await.unwrap();
         assert_eq!(
             store.audit_head("n1").await.unwrap(),
             Some(records[3].head())
@@ -109,7 +109,7 @@ async fn a_batch_that_is_not_one_contiguous_chain_is_refused() {
         let store = db.store().await;
         let records = chain("n1", 3);
         let gap = vec![records[0].clone(), records[2].clone()];
-        let err = store.append_audit(&gap).await.unwrap_err();
+        let err = store.append_audit(&gap, "").await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -122,8 +122,8 @@ async fn a_batch_that_is_not_one_contiguous_chain_is_refused() {
             "{err:?}"
         );
         let mixed = vec![records[0].clone(), chain("n2", 2)[1].clone()];
-        assert!(store.append_audit(&mixed).await.is_err());
-        store.append_audit(&[]).await.unwrap();
+        assert!(store.append_audit(&mixed, "").await.is_err());
+        store.append_audit(&[], "").await.unwrap();
         assert_eq!(store.audit_nodes().await.unwrap(), Vec::<String>::new());
         store.close().await;
     })
@@ -134,8 +134,8 @@ async fn a_batch_that_is_not_one_contiguous_chain_is_refused() {
 async fn nodes_are_listed_from_heads_and_records_sorted() {
     on_each_backend(|db: TestDb| async move {
         let store = db.store().await;
-        store.append_audit(&chain("node-b", 2)).await.unwrap();
-        store.append_audit(&chain("node-a", 1)).await.unwrap();
+        store.append_audit(&chain("node-b", 2), "").await.unwrap();
+        store.append_audit(&chain("node-a", 1), "").await.unwrap();
         // One node with only a head, one with only records.
         db.exec(&format!(
             "INSERT INTO audit_heads (node_id, seq, hash) VALUES ('node-c', 1, '{}')",
@@ -158,9 +158,9 @@ async fn latest_and_after_follow_insertion_order_across_nodes() {
         let store = db.store().await;
         let a = chain("a", 3);
         let b = chain("b", 2);
-        store.append_audit(&a[..2]).await.unwrap();
-        store.append_audit(&b).await.unwrap();
-        store.append_audit(&a[2..]).await.unwrap();
+        store.append_audit(&a[..2], "").await.unwrap();
+        store.append_audit(&b, "").await.unwrap();
+        store.append_audit(&a[2..], "").await.unwrap();
         let inserted = [&a[0], &a[1], &b[0], &b[1], &a[2]];
 
         let latest = store.audit_latest(3).await.unwrap();
@@ -182,7 +182,7 @@ async fn latest_and_after_follow_insertion_order_across_nodes() {
 async fn a_corrupt_row_is_an_error_naming_it_not_a_gap() {
     on_each_backend(|db: TestDb| async move {
         let store = db.store().await;
-        store.append_audit(&chain("n1", 4)).await.unwrap();
+        store.append_audit(&chain("n1", 4), "").await.unwrap();
         db.exec("UPDATE audit_records SET hash = 'not hex' WHERE node_id = 'n1' AND seq = 3")
             .await;
         let err = store.audit_page("n1", 0, 100).await.unwrap_err();

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use mandate_core::AuditRecord;
+use mandate_core::{AuditRecord, HeadSealer};
+use mandate_server::existing_head_key;
 use mandate_store::{VerifyError, verify_audit};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -51,15 +52,25 @@ pub(crate) async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn verify(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let store = mandate_store::connect(&args.database_url()?).await?;
-    let result = verify_audit(store.as_ref()).await;
+    let url = args.database_url()?;
+    let data_dir = args.config()?.data_dir;
+    // The node's head key lives only in its data directory.
+    let keys: Vec<(String, HeadSealer)> = existing_head_key(&data_dir)?
+        .map(|(node, key)| (node, HeadSealer::new(&key)))
+        .into_iter()
+        .collect();
+    let store = mandate_store::connect(&url).await?;
+    let result = verify_audit(store.as_ref(), &keys).await;
     store.close().await;
     match result {
         Ok(report) => {
             let per_node: Vec<String> = report
                 .chains
                 .iter()
-                .map(|c| format!("{}: {}", c.node_id, c.records))
+                .map(|c| {
+                    let sealed = if c.sealed { ", seal checked" } else { "" };
+                    format!("{}: {}{sealed}", c.node_id, c.records)
+                })
                 .collect();
             println!(
                 "audit log intact: {} records ({})",
@@ -67,9 +78,15 @@ async fn verify(args: StoreArgs) -> anyhow::Result<ExitCode> {
                 if per_node.is_empty() {
                     "no nodes".to_owned()
                 } else {
-                    per_node.join(", ")
+                    per_node.join("; ")
                 }
             );
+            if keys.is_empty() {
+                println!(
+                    "note: no node key in {}: chains were checked for consistency only; a rewrite with recomputed hashes is caught only with the node's data directory (--data-dir)",
+                    data_dir.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(VerifyError::Broken(brk)) => {

@@ -28,11 +28,14 @@ pub(crate) struct StoreArgs {
 }
 
 impl StoreArgs {
+    pub(crate) fn config(&self) -> anyhow::Result<mandate_server::Config> {
+        Ok(mandate_server::Config::load(self.config.as_deref(), self)?)
+    }
+
     /// The store URL. A SQLite file must already exist: reading commands must
     /// not create an empty database at a mistyped path and report it intact.
     pub(crate) fn database_url(&self) -> anyhow::Result<String> {
-        let config = mandate_server::Config::load(self.config.as_deref(), self)?;
-        let url = config.database_url();
+        let url = self.config()?.database_url();
         if let Some(rest) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
