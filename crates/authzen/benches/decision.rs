@@ -18,7 +18,7 @@
 //! (set `MANDATE_BENCH_ITERATIONS` to change the sample count, default 20000).
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mandate_authzen::{BatchLimits, EvaluationRequest, evaluate_one};
 use mandate_core::RequestDigester;
@@ -68,23 +68,6 @@ fn cases(n: usize, rng: &mut Rng) -> Vec<Case> {
             Case { authzen, cedar }
         })
         .collect()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    let median = percentile(&samples, 0.5);
-    println!(
-        "{name:<28} median {:>8.2} µs   p90 {:>8.2} µs   p99 {:>8.2} µs   max {:>8.2} µs",
-        median.as_secs_f64() * 1e6,
-        percentile(&samples, 0.9).as_secs_f64() * 1e6,
-        percentile(&samples, 0.99).as_secs_f64() * 1e6,
-        samples[samples.len() - 1].as_secs_f64() * 1e6,
-    );
-    median
 }
 
 fn main() {
@@ -150,8 +133,8 @@ fn main() {
         agree, iterations,
         "Mandate and raw Cedar disagreed on some requests"
     );
-    let raw_median = report("raw Cedar is_authorized", raw);
-    let mandate_median = report("Mandate decision path", mandate);
+    let raw_median = mandate_testkit::report_latency("raw Cedar is_authorized", raw);
+    let mandate_median = mandate_testkit::report_latency("Mandate decision path", mandate);
     println!(
         "Mandate median / raw Cedar median = {:.3}  (all {iterations} decisions agree)",
         mandate_median.as_secs_f64() / raw_median.as_secs_f64()
@@ -228,8 +211,8 @@ fn todo_scenario(iterations: usize, digester: &RequestDigester) {
         }
     }
     println!("todo example, request with properties and a schema:");
-    let raw_median = report("raw Cedar is_authorized", raw);
-    let mandate_median = report("Mandate decision path", mandate);
+    let raw_median = mandate_testkit::report_latency("raw Cedar is_authorized", raw);
+    let mandate_median = mandate_testkit::report_latency("Mandate decision path", mandate);
     println!(
         "Mandate median / raw Cedar median = {:.3}",
         mandate_median.as_secs_f64() / raw_median.as_secs_f64()

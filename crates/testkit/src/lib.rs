@@ -1,7 +1,8 @@
 //! Dev-only: one generated corpus of Cedar policies, entities and requests,
 //! shared by the index-equivalence tests and the decision benchmarks, so that
-//! what is measured is what is proven correct; and the sample audit events the
-//! store's tests and benchmarks write.
+//! what is measured is what is proven correct; the sample audit events the
+//! store's tests and benchmarks write; and the latency report the in-process
+//! benchmarks print.
 //!
 //! Generation is deterministic for a seed (a small xorshift generator, no
 //! dependency), so a failing case can be replayed from its seed.
@@ -244,4 +245,23 @@ pub fn sample_audit_event(n: u32) -> AuditEvent {
         request_digest: "ab".repeat(32),
         detail: serde_json::json!({"reason": "permitted"}),
     }
+}
+
+fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Prints one line of latency figures (median, p90, p99, max in µs) for
+/// `samples` under `name`, and returns the median.
+pub fn report_latency(name: &str, mut samples: Vec<std::time::Duration>) -> std::time::Duration {
+    samples.sort();
+    let median = percentile(&samples, 0.5);
+    println!(
+        "{name:<40} median {:>8.2} µs   p90 {:>8.2} µs   p99 {:>8.2} µs   max {:>8.2} µs",
+        median.as_secs_f64() * 1e6,
+        percentile(&samples, 0.9).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6,
+        samples[samples.len() - 1].as_secs_f64() * 1e6,
+    );
+    median
 }

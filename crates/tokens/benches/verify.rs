@@ -10,7 +10,7 @@
 //! (set `MANDATE_BENCH_ITERATIONS` to change the sample count, default 20000).
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -87,23 +87,6 @@ fn claims(jkt: String) -> TaskClaims {
     .expect("claims")
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    let median = percentile(&samples, 0.5);
-    println!(
-        "{name:<40} median {:>8.2} µs   p90 {:>8.2} µs   p99 {:>8.2} µs   max {:>8.2} µs",
-        median.as_secs_f64() * 1e6,
-        percentile(&samples, 0.9).as_secs_f64() * 1e6,
-        percentile(&samples, 0.99).as_secs_f64() * 1e6,
-        samples[samples.len() - 1].as_secs_f64() * 1e6,
-    );
-    median
-}
-
 fn run(agent: &AgentKey, keys: &SigningKeys, revoked: &HashSet<String>, iterations: usize) {
     let jkt = agent.jwk.thumbprint();
     let token = keys.issue(&claims(jkt.clone())).expect("issue");
@@ -154,7 +137,7 @@ fn run(agent: &AgentKey, keys: &SigningKeys, revoked: &HashSet<String>, iteratio
         samples.push(t.elapsed());
         std::hint::black_box(claims);
     }
-    report(&format!("token + {} + revocation", agent.name), samples);
+    mandate_testkit::report_latency(&format!("token + {} + revocation", agent.name), samples);
 
     // The parts alone, for the note: the token check, and the raw signature
     // verification of the proof key (the floor of any DPoP check).
@@ -167,7 +150,7 @@ fn run(agent: &AgentKey, keys: &SigningKeys, revoked: &HashSet<String>, iteratio
         samples.push(t.elapsed());
         std::hint::black_box(claims);
     }
-    report("  of which: token verification", samples);
+    mandate_testkit::report_latency("  of which: token verification", samples);
     let (input, signature) = proofs[0].rsplit_once('.').expect("jws");
     let signature = URL_SAFE_NO_PAD.decode(signature).expect("b64");
     let key = match &agent.jwk {
@@ -192,7 +175,7 @@ fn run(agent: &AgentKey, keys: &SigningKeys, revoked: &HashSet<String>, iteratio
         samples.push(t.elapsed());
         assert!(ok.is_ok());
     }
-    report(
+    mandate_testkit::report_latency(
         &format!(
             "  raw aws-lc {} signature check",
             agent.name.trim_end_matches(" proof")
