@@ -11,6 +11,7 @@ use mandate_core::{HeadSealer, RequestDigester};
 use mandate_policy::{PolicyEngine, ReloadOutcome};
 use mandate_store::{AuditLog, AuditLogConfig};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::Config;
 use crate::metrics;
@@ -96,9 +97,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let status = engine.status();
     ::metrics::gauge!(metrics::POLICIES).set(status.policies as f64);
     ::metrics::gauge!(metrics::POLICY_HEALTHY).set(1.0);
+    // Every handler is installed before the node says it is listening: a
+    // signal that arrives earlier would otherwise take its default action and
+    // kill the process without a clean shutdown.
+    let hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let stop = Shutdown {
+        interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+    };
     let watcher = tokio::spawn(watch_policies(
         Arc::clone(&engine),
         Duration::from_millis(config.policy_poll_ms),
+        hangup,
     ));
 
     tracing::info!(%addr, node_id, backend = store.backend(), policies = status.policies, policy_dir = %policy_dir.display(), "listening");
@@ -111,7 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop.wait())
         .await
         .context("server failed")?;
 
@@ -124,14 +134,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Polls the policy directory, and reloads at once on SIGHUP.
-async fn watch_policies(engine: Arc<PolicyEngine>, every: Duration) {
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+async fn watch_policies(engine: Arc<PolicyEngine>, every: Duration, mut hangup: Signal) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let forced = tokio::select! {
             _ = tick.tick() => false,
-            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            Some(()) = hangup.recv() => true,
         };
         let engine_ref = Arc::clone(&engine);
         let result = tokio::task::spawn_blocking(move || {
@@ -166,13 +175,18 @@ async fn watch_policies(engine: Arc<PolicyEngine>, every: Duration) {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler can be installed");
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate.recv() => {},
+/// SIGINT and SIGTERM, installed up front.
+struct Shutdown {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Shutdown {
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
