@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Node, TestStore, backends, mandate, post_json, repo_root, todo_policies};
+use common::{TestStore, backends, mandate, post_json, repo_root};
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -25,12 +25,7 @@ async fn all_43_todo_interop_cases_pass_over_http_on_every_backend() {
     let client = reqwest::Client::new();
     for backend in backends() {
         let store = TestStore::new(backend).await;
-        let mut node = Node::start(
-            &store.dir.path().join("data"),
-            &store.url,
-            &todo_policies(),
-            &[],
-        );
+        let mut node = store.start_todo_node();
         let mut records = 0;
         for (i, case) in single.iter().enumerate() {
             let (status, body) = post_json(
@@ -91,12 +86,7 @@ async fn all_43_todo_interop_cases_pass_over_http_on_every_backend() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metadata_and_request_ids_follow_the_specification() {
     let store = TestStore::new(common::Backend::Sqlite).await;
-    let node = Node::start(
-        &store.dir.path().join("data"),
-        &store.url,
-        &todo_policies(),
-        &[],
-    );
+    let node = store.start_todo_node();
     let client = reqwest::Client::new();
     let meta: Value = client
         .get(node.url("/.well-known/authzen-configuration"))

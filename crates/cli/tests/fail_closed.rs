@@ -5,9 +5,7 @@
 
 mod common;
 
-use common::{
-    Backend, Node, TestStore, audit_records, backends, todo_policies, verified_record_count,
-};
+use common::{Backend, Node, TestStore, audit_records, backends, verified_record_count};
 use serde_json::{Value, json};
 
 /// Morty Smith, an editor.
@@ -80,12 +78,7 @@ async fn no_decision_is_given_while_the_audit_store_refuses_writes_on_every_back
     let client = reqwest::Client::new();
     for backend in backends() {
         let store = TestStore::new(backend).await;
-        let mut node = Node::start(
-            &store.dir.path().join("data"),
-            &store.url,
-            &todo_policies(),
-            &[],
-        );
+        let mut node = store.start_todo_node();
         let mut recorded: Vec<String> = Vec::new();
 
         let (status, body) =

@@ -41,12 +41,7 @@ async fn audit_verify_names_the_first_record_broken_by_each_kind_of_tampering() 
     for backend in backends() {
         for (name, sql, broken) in TAMPERINGS {
             let store = TestStore::new(backend).await;
-            let mut node = Node::start(
-                &store.dir.path().join("data"),
-                &store.url,
-                &todo_policies(),
-                &[],
-            );
+            let mut node = store.start_todo_node();
             for _ in 0..5 {
                 let (status, body) =
                     post_json(&client, &node.url("/access/v1/evaluation"), &request).await;

@@ -114,6 +114,17 @@ impl TestStore {
         }
     }
 
+    /// Starts a node on this store, with its data in `<temp dir>/data` and the
+    /// AuthZEN Todo example policies.
+    pub fn start_todo_node(&self) -> Node {
+        Node::start(
+            &self.dir.path().join("data"),
+            &self.url,
+            &todo_policies(),
+            &[],
+        )
+    }
+
     /// Drops the PostgreSQL database (best effort).
     pub async fn cleanup(self) {
         use sqlx::Connection;
