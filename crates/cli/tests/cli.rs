@@ -179,19 +179,21 @@ fn serve_refuses_a_bad_config_file_naming_the_key_or_the_file() {
     let policies = todo_policies();
     let policies = policies.to_str().unwrap();
 
-    let unknown = dir.path().join("unknown-key.toml");
-    std::fs::write(&unknown, "lisen = \"127.0.0.1:1\"\n").unwrap();
-    let refusal = serve_refuses(
-        dir.path(),
-        &[
-            "--policy-dir",
-            policies,
-            "--config",
-            unknown.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(refusal.code, Some(1), "{}", refusal.stderr);
+    // Writes `text` to the config file `name`, starts `serve` with it, and
+    // returns the refusal after checking it exited 1.
+    let refuse_config = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let refusal = serve_refuses(
+            dir.path(),
+            &["--policy-dir", policies, "--config", file.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(refusal.code, Some(1), "{}", refusal.stderr);
+        refusal
+    };
+
+    let refusal = refuse_config("unknown-key.toml", "lisen = \"127.0.0.1:1\"\n");
     assert!(
         refusal.stderr.contains("unknown field: found `lisen`"),
         "{}",
@@ -203,38 +205,14 @@ fn serve_refuses_a_bad_config_file_naming_the_key_or_the_file() {
         refusal.stderr
     );
 
-    let wrong_type = dir.path().join("wrong-type.toml");
-    std::fs::write(&wrong_type, "max_batch_items = \"many\"\n").unwrap();
-    let refusal = serve_refuses(
-        dir.path(),
-        &[
-            "--policy-dir",
-            policies,
-            "--config",
-            wrong_type.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(refusal.code, Some(1), "{}", refusal.stderr);
+    let refusal = refuse_config("wrong-type.toml", "max_batch_items = \"many\"\n");
     assert!(
         refusal.stderr.contains("max_batch_items"),
         "{}",
         refusal.stderr
     );
 
-    let too_small = dir.path().join("too-small.toml");
-    std::fs::write(&too_small, "max_body_bytes = 10\n").unwrap();
-    let refusal = serve_refuses(
-        dir.path(),
-        &[
-            "--policy-dir",
-            policies,
-            "--config",
-            too_small.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(refusal.code, Some(1), "{}", refusal.stderr);
+    let refusal = refuse_config("too-small.toml", "max_body_bytes = 10\n");
     assert_eq!(
         refusal.stderr,
         "mandate: configuration: max_body_bytes: must be at least 1024\n"
