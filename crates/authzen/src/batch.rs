@@ -164,6 +164,24 @@ pub enum BatchOutcome {
     Items(Vec<EvaluatedItem>),
 }
 
+/// Turns a request as the caller sent it into the request to decide, before it
+/// is mapped onto Cedar: the server uses it to replace a task-token subject by
+/// the verified agent and its task. `Err` denies that request with the message.
+pub trait SubjectResolver {
+    /// Rewrites `request` in place, or says why it cannot be decided.
+    fn resolve(&self, request: &mut EvaluationRequest) -> Result<(), String>;
+}
+
+/// Leaves every request as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsSent;
+
+impl SubjectResolver for AsSent {
+    fn resolve(&self, _: &mut EvaluationRequest) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// Evaluates a batch. Refuses (with the message for a 400) only a batch over the
 /// item limit or, without items, one whose top-level request is incomplete.
 pub fn evaluate_batch(
@@ -171,6 +189,18 @@ pub fn evaluate_batch(
     batch: &EvaluationsRequest,
     limits: BatchLimits,
     digester: &RequestDigester,
+) -> Result<BatchOutcome, String> {
+    evaluate_batch_resolved(bundle, batch, limits, digester, &AsSent)
+}
+
+/// [`evaluate_batch`], with each request (the defaults merged in) passed
+/// through `resolver` first; an item it refuses is denied alone.
+pub fn evaluate_batch_resolved(
+    bundle: &PolicyBundle,
+    batch: &EvaluationsRequest,
+    limits: BatchLimits,
+    digester: &RequestDigester,
+    resolver: &dyn SubjectResolver,
 ) -> Result<BatchOutcome, String> {
     // The defaults are serialized once, not once per item.
     let mut defaults = Map::new();
@@ -194,7 +224,8 @@ pub fn evaluate_batch(
     let items = match &batch.evaluations {
         Some(items) if !items.is_empty() => items,
         _ => {
-            let single = merged_item(&defaults, &Value::Object(Map::new()))?;
+            let mut single = merged_item(&defaults, &Value::Object(Map::new()))?;
+            resolver.resolve(&mut single)?;
             let item =
                 evaluate_one(bundle, &single, limits, digester).map_err(|e| e.to_string())?;
             return Ok(BatchOutcome::Single(Box::new(item)));
@@ -225,7 +256,11 @@ pub fn evaluate_batch(
         .unwrap_or_default();
     let mut out = Vec::with_capacity(items.len());
     for (index, raw) in items.iter().enumerate() {
-        let item = match merged_item(&defaults, raw) {
+        let merged = merged_item(&defaults, raw).and_then(|mut request| {
+            resolver.resolve(&mut request)?;
+            Ok(request)
+        });
+        let item = match merged {
             Ok(request) => match evaluate_one(bundle, &request, limits, digester) {
                 Ok(item) => item,
                 Err(e) => item_error(index, e.to_string(), raw, digester),

@@ -11,7 +11,10 @@ mod batch;
 mod mapping;
 mod wire;
 
-pub use batch::{BatchLimits, BatchOutcome, EvaluatedItem, evaluate_batch, evaluate_one};
+pub use batch::{
+    AsSent, BatchLimits, BatchOutcome, EvaluatedItem, SubjectResolver, evaluate_batch,
+    evaluate_batch_resolved, evaluate_one,
+};
 pub use mapping::{MappingError, ParsedRequest, to_cedar};
 pub use wire::{
     Action, EvaluationRequest, EvaluationResponse, EvaluationsOptions, EvaluationsRequest,

@@ -12,7 +12,9 @@
 //!
 //! JSON strings, booleans, integers, arrays and objects become Cedar strings,
 //! booleans, longs, sets and records. Cedar has no null and no floating point,
-//! so those are refused with the path of the offending value. Properties are
+//! so those are refused with the path of the offending value. An object of the
+//! single key `__entity` holding `{"type": T, "id": I}` is an entity reference
+//! `T::"I"`, as in Cedar's own JSON format. Properties are
 //! merged under the attributes that `entities.json` holds for the same entity:
 //! the PDP's own facts win over what the caller says.
 
@@ -118,6 +120,26 @@ fn to_value(value: &Value, path: &mut String) -> Result<RestrictedExpression, Ma
                 path.truncate(len);
             }
             Ok(RestrictedExpression::new_set(out))
+        }
+        Value::Object(map) if map.len() == 1 && map.contains_key("__entity") => {
+            let reference = &map["__entity"];
+            let field = |name: &str| reference.get(name).and_then(Value::as_str);
+            match (field("type"), field("id")) {
+                (Some(kind), Some(id)) if !id.is_empty() => {
+                    let type_name =
+                        EntityTypeName::from_str(kind).map_err(|_| MappingError::Value {
+                            path: path.clone(),
+                            what: format!("{kind:?} is not a valid entity type"),
+                        })?;
+                    Ok(RestrictedExpression::new_entity_uid(
+                        EntityUid::from_type_name_and_id(type_name, EntityId::new(id)),
+                    ))
+                }
+                _ => Err(MappingError::Value {
+                    path: path.clone(),
+                    what: "__entity must be {\"type\": \"...\", \"id\": \"...\"}".to_owned(),
+                }),
+            }
         }
         Value::Object(map) => {
             let pairs = to_pairs(map, path)?;
@@ -252,6 +274,29 @@ mod tests {
         }))
         .unwrap_err();
         assert!(err.to_string().starts_with("context.ip: null"), "{err}");
+    }
+
+    #[test]
+    fn an_entity_escape_is_an_entity_reference_and_a_bad_one_is_refused() {
+        let with = |v: Value| {
+            parse(serde_json::json!({
+                "subject": {"type": "user", "id": "a"},
+                "action": {"name": "x"},
+                "resource": {"type": "doc", "id": "d"},
+                "context": {"tools": [v]}
+            }))
+        };
+        assert!(
+            with(serde_json::json!({"__entity": {"type": "Tool", "id": "files.read"}})).is_ok()
+        );
+        let err = with(serde_json::json!({"__entity": {"type": "Tool"}})).unwrap_err();
+        assert!(
+            err.to_string().starts_with("context.tools[0]: __entity"),
+            "{err}"
+        );
+        let err =
+            with(serde_json::json!({"__entity": {"type": "no type", "id": "x"}})).unwrap_err();
+        assert!(err.to_string().contains("not a valid entity type"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,17 @@ enum Command {
     /// Check policy directories.
     #[command(subcommand)]
     Policy(commands::policy::PolicyCommand),
+    /// Register, inspect, suspend and renew agents (through the admin API).
+    #[command(subcommand)]
+    Agent(commands::agent::AgentCommand),
+    /// Obtain a task token as an agent.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Print a DPoP proof (RFC 9449) for one request.
+    Dpop(commands::token::DpopArgs),
+    /// Rotate the token signing key (through the admin API).
+    #[command(subcommand)]
+    Keys(commands::agent::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +60,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Audit(cmd) => commands::audit::run(cmd).await,
             Command::Policy(cmd) => commands::policy::run(cmd),
+            Command::Agent(cmd) => commands::agent::run(cmd).await,
+            Command::Keys(cmd) => commands::agent::run_keys(cmd).await,
+            Command::Token(cmd) => commands::token::run(cmd).await,
+            Command::Dpop(args) => commands::token::dpop(args),
         }
     });
     match result {

@@ -20,22 +20,56 @@ pub type Hash32 = [u8; 32];
 pub enum AuditKind {
     /// An authorization decision (AuthZEN evaluation, gateway call).
     Decision,
+    /// A task token was issued for a root task.
+    TokenIssued,
+    /// A token request was refused (bad identity, policy, attenuation).
+    TokenRefused,
+    /// A child task token was issued by delegation.
+    TokenDelegated,
+    /// A presented or introspected token failed verification.
+    TokenRejected,
+    /// A task (and its delegated descendants) was revoked.
+    TaskRevoked,
+    /// A task was completed by its agent (its descendants revoked).
+    TaskCompleted,
+    /// The node's token signing key was rotated.
+    KeyRotated,
+    /// An agent was registered, suspended, resumed, deleted or got a new SVID.
+    AgentChanged,
+    /// An administrator credential was created or refused.
+    AdminAccess,
 }
 
 impl AuditKind {
+    /// Every kind with its stored name.
+    const NAMES: [(AuditKind, &'static str); 10] = [
+        (AuditKind::Decision, "decision"),
+        (AuditKind::TokenIssued, "token_issued"),
+        (AuditKind::TokenRefused, "token_refused"),
+        (AuditKind::TokenDelegated, "token_delegated"),
+        (AuditKind::TokenRejected, "token_rejected"),
+        (AuditKind::TaskRevoked, "task_revoked"),
+        (AuditKind::TaskCompleted, "task_completed"),
+        (AuditKind::KeyRotated, "key_rotated"),
+        (AuditKind::AgentChanged, "agent_changed"),
+        (AuditKind::AdminAccess, "admin_access"),
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            AuditKind::Decision => "decision",
-        }
+        Self::NAMES
+            .iter()
+            .find(|(kind, _)| *kind == self)
+            .map(|(_, name)| *name)
+            .unwrap_or("decision")
     }
 
     /// Parses a stored name.
     pub fn parse(name: &str) -> Option<AuditKind> {
-        match name {
-            "decision" => Some(AuditKind::Decision),
-            _ => None,
-        }
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(kind, _)| *kind)
     }
 }
 
@@ -225,6 +259,17 @@ pub(crate) mod tests {
             request_digest: "00".repeat(32),
             detail: serde_json::json!({"reason": "permitted"}),
         }
+    }
+
+    #[test]
+    fn every_kind_has_its_own_stored_name() {
+        let names: std::collections::HashSet<&str> =
+            AuditKind::NAMES.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names.len(), AuditKind::NAMES.len());
+        for (kind, name) in AuditKind::NAMES {
+            assert_eq!(AuditKind::parse(name), Some(kind));
+        }
+        assert_eq!(AuditKind::parse("token"), None);
     }
 
     #[test]

@@ -56,6 +56,57 @@ pub struct Config {
     /// Base URL announced in `/.well-known/authzen-configuration`.
     /// Default: `http://<listen>`.
     pub public_url: Option<String>,
+    /// Address of the TLS listener, where agents authenticate with an X.509-SVID
+    /// (mTLS). Its certificate comes from the built-in CA. Empty string: no TLS
+    /// listener.
+    pub tls_listen: String,
+    /// Base URL of the TLS listener as agents address it (DPoP proofs name it).
+    /// Default: `https://<tls_listen>`.
+    pub tls_public_url: Option<String>,
+    /// Extra DNS names for the TLS certificate (besides `localhost`).
+    pub tls_dns_names: Vec<String>,
+    /// Trust domain of the built-in CA: agents get `spiffe://<trust_domain>/agent/<name>`.
+    pub trust_domain: String,
+    /// Lifetime of X.509-SVIDs issued by the built-in CA, in seconds.
+    pub svid_ttl_seconds: u64,
+    /// More SPIFFE trust bundles (e.g. a SPIRE server's), as
+    /// `{ trust_domain = "example.org", path = "bundle.json" }`. The file is a
+    /// SPIFFE bundle (JWKS) or PEM certificates.
+    pub trust_bundles: Vec<TrustBundleSource>,
+    /// Issuer (`iss`) of task tokens, and the OAuth metadata's issuer. Nodes
+    /// sharing a store must share it. Default: the public URL.
+    pub issuer: Option<String>,
+    /// Audience (`aud`) of task tokens: Mandate's enforcement points. Default:
+    /// the issuer.
+    pub token_audience: Option<String>,
+    /// Audience a JWT-SVID must name to be accepted at `/oauth/token`.
+    /// Default: the issuer.
+    pub jwt_svid_audience: Option<String>,
+    /// Longest task a token may be issued for, in seconds.
+    pub max_task_ttl_seconds: u64,
+    /// Deepest delegation chain (a root task has depth 0).
+    pub max_delegation_depth: usize,
+    /// Issue unbound bearer tokens when a request has no DPoP proof and no
+    /// client certificate. Off: such a request is refused.
+    pub allow_bearer_tokens: bool,
+    /// How long a rotated-out signing key still verifies, in seconds (at least
+    /// `max_task_ttl_seconds`).
+    pub signing_key_overlap_seconds: u64,
+    /// Accepted age of a DPoP proof's `iat`, either way, in seconds.
+    pub dpop_iat_window_seconds: u32,
+    /// How often revocations, suspensions and keys are re-read from the store
+    /// (other nodes' changes), in milliseconds.
+    pub sync_ms: u64,
+}
+
+/// A SPIFFE trust bundle to load at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustBundleSource {
+    /// The trust domain the bundle speaks for (`example.org`).
+    pub trust_domain: String,
+    /// A SPIFFE bundle JSON file, or PEM certificates.
+    pub path: PathBuf,
 }
 
 /// Log output format.
@@ -103,13 +154,28 @@ impl Default for Config {
             policy_poll_ms: 500,
             audit_max_batch: 1024,
             public_url: None,
+            tls_listen: "127.0.0.1:8443".to_owned(),
+            tls_public_url: None,
+            tls_dns_names: Vec::new(),
+            trust_domain: "mandate.local".to_owned(),
+            svid_ttl_seconds: 3600,
+            trust_bundles: Vec::new(),
+            issuer: None,
+            token_audience: None,
+            jwt_svid_audience: None,
+            max_task_ttl_seconds: 900,
+            max_delegation_depth: 3,
+            allow_bearer_tokens: false,
+            signing_key_overlap_seconds: 3600,
+            dpop_iat_window_seconds: 60,
+            sync_ms: 250,
         }
     }
 }
 
 /// The keys a `MANDATE_*` variable may set. Other `MANDATE_*` variables (used by
 /// tests or other tools) are left alone rather than rejected.
-pub const KEYS: [&str; 15] = [
+pub const KEYS: [&str; 30] = [
     "listen",
     "data_dir",
     "policy_dir",
@@ -125,6 +191,21 @@ pub const KEYS: [&str; 15] = [
     "policy_poll_ms",
     "audit_max_batch",
     "public_url",
+    "tls_listen",
+    "tls_public_url",
+    "tls_dns_names",
+    "trust_domain",
+    "svid_ttl_seconds",
+    "trust_bundles",
+    "issuer",
+    "token_audience",
+    "jwt_svid_audience",
+    "max_task_ttl_seconds",
+    "max_delegation_depth",
+    "allow_bearer_tokens",
+    "signing_key_overlap_seconds",
+    "dpop_iat_window_seconds",
+    "sync_ms",
 ];
 
 /// A configuration that cannot be used. The message names the key.
@@ -213,7 +294,85 @@ impl Config {
         {
             return invalid("node_id", "must be 1 to 128 characters");
         }
+        if !self.tls_listen.is_empty() && self.tls_listen.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "tls_listen",
+                "must be an address such as 127.0.0.1:8443, or empty for no TLS listener",
+            );
+        }
+        if mandate_tokens::SpiffeId::parse(&format!("spiffe://{}/x", self.trust_domain)).is_err() {
+            return invalid(
+                "trust_domain",
+                "must be a SPIFFE trust domain: lower-case letters, digits, '.', '-', '_'",
+            );
+        }
+        if !(60..=30 * 86_400).contains(&self.svid_ttl_seconds) {
+            return invalid("svid_ttl_seconds", "must be between 60 and 2592000");
+        }
+        if !(10..=mandate_tokens::MAX_TTL_SECONDS).contains(&self.max_task_ttl_seconds) {
+            return invalid(
+                "max_task_ttl_seconds",
+                &format!("must be between 10 and {}", mandate_tokens::MAX_TTL_SECONDS),
+            );
+        }
+        if !(1..=mandate_tokens::MAX_ACTOR_DEPTH).contains(&self.max_delegation_depth) {
+            return invalid(
+                "max_delegation_depth",
+                &format!("must be between 1 and {}", mandate_tokens::MAX_ACTOR_DEPTH),
+            );
+        }
+        if self.signing_key_overlap_seconds < self.max_task_ttl_seconds {
+            return invalid(
+                "signing_key_overlap_seconds",
+                "must be at least max_task_ttl_seconds, or live tokens would lose their key",
+            );
+        }
+        if !(1..=600).contains(&self.dpop_iat_window_seconds) {
+            return invalid("dpop_iat_window_seconds", "must be between 1 and 600");
+        }
+        if !(50..=10_000).contains(&self.sync_ms) {
+            return invalid("sync_ms", "must be between 50 and 10000");
+        }
+        for bundle in &self.trust_bundles {
+            if bundle.trust_domain == self.trust_domain {
+                return invalid(
+                    "trust_bundles",
+                    "a bundle names the built-in CA's trust domain; choose another trust_domain",
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The TLS listener's address, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_listen.parse().ok()
+    }
+
+    /// The base URL of the plain listener.
+    pub fn base_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The base URL of the TLS listener, if there is one.
+    pub fn tls_base_url(&self) -> Option<String> {
+        let addr = self.tls_addr()?;
+        Some(
+            self.tls_public_url
+                .clone()
+                .unwrap_or_else(|| format!("https://{addr}"))
+                .trim_end_matches('/')
+                .to_owned(),
+        )
+    }
+
+    /// The issuer of task tokens in effect.
+    pub fn issuer(&self) -> String {
+        self.issuer.clone().unwrap_or_else(|| self.base_url())
     }
 
     /// The policy directory in effect.

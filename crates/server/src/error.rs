@@ -28,6 +28,21 @@ pub enum ApiError {
     /// The body is not declared as JSON.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    /// A task token presented as the subject was refused.
+    #[error("task token refused: {0}")]
+    TokenRefused(String),
+    /// The admin API needs the admin credential.
+    #[error("the admin API needs the admin credential: Authorization: Bearer mandate_admin_...")]
+    AdminRequired,
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (store, audit log) cannot be used right now.
+    #[error("{0}")]
+    Unavailable(String),
     /// An unexpected internal failure; the detail is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -40,7 +55,11 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::AdminRequired => StatusCode::UNAUTHORIZED,
+            ApiError::TokenRefused(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -51,7 +70,11 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::AdminRequired => "unauthorized",
+            ApiError::TokenRefused(_) => "invalid_token",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::AuditUnavailable(_) => "audit_unavailable",
@@ -75,7 +98,7 @@ impl IntoResponse for ApiError {
         let body = Json(json!({"error": self.code(), "message": self.to_string()}));
         let mut response = (status, body).into_response();
         match self {
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::AdminRequired => {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

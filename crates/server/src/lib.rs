@@ -7,15 +7,22 @@
 //! Deciding is left to `mandate-authzen` and `mandate-policy`, storing to
 //! `mandate-store`; this crate only connects them to HTTP.
 
+mod admin;
+mod authority;
+mod caller;
 mod config;
 mod error;
+mod issuance;
 mod metrics;
 mod node;
+mod oauth;
 mod routes;
 mod run;
 mod state;
+mod task_subject;
+mod tls;
 
-pub use config::{Config, ConfigError, KEYS, LogFormat};
+pub use config::{Config, ConfigError, KEYS, LogFormat, TrustBundleSource};
 pub use error::ApiError;
 pub use node::existing_head_key;
 pub use routes::router;

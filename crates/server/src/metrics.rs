@@ -14,6 +14,8 @@ pub(crate) const RELOAD_ERRORS: &str = "mandate_policy_reload_errors_total";
 pub(crate) const RELOADS: &str = "mandate_policy_reloads_total";
 /// 1 when the policy files on disk are the ones in service, 0 after a failed reload.
 pub(crate) const POLICY_HEALTHY: &str = "mandate_policy_reload_healthy";
+/// Task tokens issued, by `kind` (root/delegated).
+pub(crate) const TOKENS_ISSUED: &str = "mandate_tokens_issued_total";
 /// Policies in service.
 pub(crate) const POLICIES: &str = "mandate_policies";
 

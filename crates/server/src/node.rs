@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
+use mandate_identity::BuiltinCa;
+use mandate_tokens::SigningKey;
 
 /// Creates the data directory, private to the user, if it is missing. An
 /// existing directory keeps its permissions (it may be shared, like `/tmp`);
@@ -35,7 +37,7 @@ pub(crate) fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes `bytes` to a new file readable only by the user; fails if it exists.
-fn create_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn create_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -86,6 +88,71 @@ pub fn existing_head_key(data_dir: &Path) -> anyhow::Result<Option<(String, Vec<
         return Ok(None);
     }
     Ok(Some((node_id(data_dir)?, read_key(&key_path)?)))
+}
+
+/// The built-in CA in `<data_dir>/ca/` (`ca.pem`, and `ca.key` readable only
+/// by the user), made on first start for `trust_domain`. An existing CA for
+/// another trust domain is refused rather than silently replaced.
+pub(crate) fn builtin_ca(
+    data_dir: &Path,
+    trust_domain: &str,
+    now: i64,
+) -> anyhow::Result<BuiltinCa> {
+    let dir = data_dir.join("ca");
+    let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+    if !cert_path.exists() {
+        ensure_data_dir(&dir)?;
+        let ca = BuiltinCa::generate(trust_domain, now, CA_VALIDITY_DAYS)
+            .map_err(|e| anyhow::anyhow!("cannot make the built-in CA: {e}"))?;
+        create_private(&key_path, ca.key_pem().as_bytes())?;
+        create_private(&cert_path, ca.cert_pem().as_bytes())?;
+        tracing::info!(trust_domain, "created the built-in CA");
+    }
+    let cert = std::fs::read_to_string(&cert_path)
+        .with_context(|| format!("cannot read {}", cert_path.display()))?;
+    let key = std::fs::read_to_string(&key_path)
+        .with_context(|| format!("cannot read {}", key_path.display()))?;
+    let ca = BuiltinCa::from_pem(&cert, &key)
+        .map_err(|e| anyhow::anyhow!("{} is not a usable CA: {e}", cert_path.display()))?;
+    anyhow::ensure!(
+        ca.trust_domain() == trust_domain,
+        "the built-in CA in {} is for trust domain {:?}, but trust_domain is {:?}; use a new data directory to change it",
+        dir.display(),
+        ca.trust_domain(),
+        trust_domain
+    );
+    anyhow::ensure!(
+        ca.not_after() > now,
+        "the built-in CA in {} has expired",
+        dir.display()
+    );
+    Ok(ca)
+}
+
+/// How long the built-in CA is valid.
+const CA_VALIDITY_DAYS: u32 = 3650;
+
+/// This node's active token signing key, `<data_dir>/token-signing.key`
+/// (PKCS#8, hex), made on first start.
+pub(crate) fn signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    if !path.exists() {
+        let key = SigningKey::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let der = key.to_pkcs8().map_err(|e| anyhow::anyhow!("{e}"))?;
+        create_private(path, hex::encode(der).as_bytes())?;
+    }
+    let der = read_key(path)?;
+    SigningKey::from_pkcs8(&der)
+        .map_err(|e| anyhow::anyhow!("{} is not a signing key: {e}", path.display()))
+}
+
+/// Replaces the signing key file with `key`, atomically (write, then rename).
+pub(crate) fn replace_signing_key(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
+    let der = key.to_pkcs8().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    create_private(&tmp, hex::encode(der).as_bytes())?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
 }
 
 fn secret_key(path: &Path) -> anyhow::Result<Vec<u8>> {

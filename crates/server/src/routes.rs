@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,7 +13,7 @@ use axum::{Json, Router};
 use http_body_util::BodyExt;
 use mandate_authzen::{
     BatchOutcome, EvaluatedItem, EvaluationRequest, EvaluationsRequest, EvaluationsResponse,
-    PdpMetadata, evaluate_batch, evaluate_one,
+    PdpMetadata, evaluate_batch_resolved, evaluate_one,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -20,14 +21,19 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::caller::{Listener, PeerCertificates};
 use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
+use crate::task_subject::{ResolveError, TaskTokenResolver};
 
-/// The application, with all routes and layers, for `state`.
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+/// The application, with all routes and layers, for `state`, as served on
+/// the listener whose base URL (as clients address it) is `base`.
+pub fn router(state: AppState, request_timeout: Duration, base: &str) -> Router {
     let max_body = state.max_body_bytes;
     Router::new()
+        .merge(crate::oauth::routes())
+        .merge(crate::admin::routes())
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))
         .route("/.well-known/authzen-configuration", get(pdp_metadata))
@@ -36,6 +42,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(Listener {
+            base: base.trim_end_matches('/').into(),
+        }))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::map_response(timeout_as_json))
         .layer(
@@ -110,6 +119,15 @@ async fn read_json<T: DeserializeOwned>(
     body: Body,
 ) -> Result<T, ApiError> {
     check_api_key(state, headers)?;
+    read_json_body(state, headers, body).await
+}
+
+/// Checks the media type and size, and parses the JSON body.
+pub(crate) async fn read_json_body<T: DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -133,7 +151,11 @@ const DRAIN_LIMIT: usize = 64 << 20;
 /// Reads a body of at most `limit` bytes. A longer one is read on and thrown
 /// away (up to [`DRAIN_LIMIT`]) before the 413 is sent: a client still
 /// uploading then gets the answer instead of a reset connection.
-async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_limited(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let too_large = ApiError::TooLarge { limit };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -168,7 +190,7 @@ const MAX_REQUEST_ID: usize = 200;
 
 /// The request ID for the audit log: the caller's `X-Request-ID` (or the one
 /// generated for it), cut to a bounded length so a caller cannot bloat the log.
-fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     let id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -179,7 +201,7 @@ fn request_id(headers: &HeaderMap) -> String {
     }
 }
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -217,11 +239,36 @@ async fn record(
 
 async fn evaluation(
     State(state): State<AppState>,
+    Extension(listener): Extension<Listener>,
+    peer: Option<Extension<PeerCertificates>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let request: EvaluationRequest = read_json(&state, &headers, body).await?;
+    let mut request: EvaluationRequest = read_json(&state, &headers, body).await?;
+    let resolver = TaskTokenResolver::new(
+        &state,
+        format!("{}/access/v1/evaluation", listener.base),
+        peer.map(|Extension(p)| p).unwrap_or_default(),
+    );
+    if let Err(error) = resolver.resolve_typed(&mut request) {
+        if let ResolveError::Token(reason) = &error {
+            let event = crate::oauth::token_event(
+                mandate_core::AuditKind::TokenRejected,
+                &headers,
+                "",
+                "",
+                "rejected",
+                json!({"endpoint": "evaluation", "reason": reason}),
+            );
+            state
+                .audit
+                .append(vec![event])
+                .await
+                .map_err(ApiError::AuditUnavailable)?;
+        }
+        return Err(error.into());
+    }
     let bundle = state.engine.current();
     let item = evaluate_one(&bundle, &request, state.limits, &state.digester)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -231,19 +278,27 @@ async fn evaluation(
 
 async fn evaluations(
     State(state): State<AppState>,
+    Extension(listener): Extension<Listener>,
+    peer: Option<Extension<PeerCertificates>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let batch: EvaluationsRequest = read_json(&state, &headers, body).await?;
     let bundle = state.engine.current();
+    let resolver = TaskTokenResolver::new(
+        &state,
+        format!("{}/access/v1/evaluations", listener.base),
+        peer.map(|Extension(p)| p).unwrap_or_default(),
+    );
     // A batch can take milliseconds of CPU: keep it off the async workers so
     // single decisions on the same node are not held up behind it.
     let (limits, digester) = (state.limits, state.digester.clone());
-    let outcome =
-        tokio::task::spawn_blocking(move || evaluate_batch(&bundle, &batch, limits, &digester))
-            .await
-            .map_err(|e| ApiError::Internal(format!("batch evaluation failed: {e}")))?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        evaluate_batch_resolved(&bundle, &batch, limits, &digester, &resolver)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("batch evaluation failed: {e}")))?;
     match outcome.map_err(ApiError::BadRequest)? {
         BatchOutcome::Single(item) => {
             record(&state, "evaluations", &headers, &[&item], started).await?;

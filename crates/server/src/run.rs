@@ -7,11 +7,19 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::serve::ListenerExt;
 use mandate_authzen::BatchLimits;
+use mandate_core::{AuditEvent, AuditKind};
 use mandate_core::{HeadSealer, RequestDigester};
+use mandate_identity::{SpiffeBundle, TrustBundles};
 use mandate_policy::{PolicyEngine, ReloadOutcome};
+use mandate_store::{AdminCredential, SigningKeyRecord, Store};
 use mandate_store::{AuditLog, AuditLogConfig};
+use mandate_tokens::SigningKeys;
+use std::sync::RwLock;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::authority::{Authority, AuthorityParts, TokenSettings};
 
 use crate::config::Config;
 use crate::metrics;
@@ -74,6 +82,45 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let public_url: String = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .into();
+    let tls_listener = match config.tls_addr() {
+        Some(tls_addr) => Some(
+            TcpListener::bind(tls_addr)
+                .await
+                .with_context(|| format!("cannot listen on {tls_addr} (tls_listen)"))?,
+        ),
+        None => None,
+    };
+    let tls_base: Option<String> = match &tls_listener {
+        Some(l) => Some(
+            config
+                .tls_public_url
+                .clone()
+                .unwrap_or_else(|| {
+                    format!(
+                        "https://{}",
+                        l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+                    )
+                })
+                .trim_end_matches('/')
+                .into(),
+        ),
+        None => None,
+    };
+    let issuer = config.issuer.clone().unwrap_or_else(|| public_url.clone());
+    let authority = Arc::new(
+        start_authority(&config, &node_id, &issuer, &*store)
+            .await
+            .context("cannot start the token authority")?,
+    );
+    let admin = Arc::new(RwLock::new(
+        admin_credentials(&*store, &audit, &node_id).await?,
+    ));
     let state = AppState {
         engine: Arc::clone(&engine),
         store: Arc::clone(&store),
@@ -86,13 +133,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         max_body_bytes: config.max_body_bytes,
         api_key: config.authzen_api_key.as_deref().map(Arc::from),
-        public_url: config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}"))
-            .trim_end_matches('/')
-            .into(),
+        public_url: public_url.as_str().into(),
+        tls_base: tls_base.as_deref().map(Arc::from),
         metrics: metrics::handle(),
+        authority: Arc::clone(&authority),
+        admin,
     };
     let status = engine.status();
     ::metrics::gauge!(metrics::POLICIES).set(status.policies as f64);
@@ -111,22 +156,63 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         hangup,
     ));
 
-    tracing::info!(%addr, node_id, backend = store.backend(), policies = status.policies, policy_dir = %policy_dir.display(), "listening");
+    let syncer = tokio::spawn(sync_authority(
+        Arc::clone(&authority),
+        Arc::clone(&store),
+        Duration::from_millis(config.sync_ms),
+    ));
+    let timeout = Duration::from_millis(config.request_timeout_ms);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tls_server = match (tls_listener, &tls_base) {
+        (Some(l), Some(base)) => {
+            let tls_addr = l.local_addr()?;
+            let tls_config = crate::tls::server_config(
+                &authority.ca,
+                tls_addr,
+                &config.tls_dns_names,
+                crate::authority::now_seconds(),
+            )?;
+            let app = router(state.clone(), timeout, base);
+            tracing::info!(%tls_addr, "listening (TLS, client certificates accepted)");
+            println!("mandate listening on https://{tls_addr}");
+            Some(tokio::spawn(crate::tls::serve(
+                l,
+                tls_config,
+                app,
+                stop_rx.clone(),
+            )))
+        }
+        _ => None,
+    };
+
+    tracing::info!(%addr, node_id, backend = store.backend(), policies = status.policies, policy_dir = %policy_dir.display(), trust_domain = %authority.ca.trust_domain(), "listening");
     println!("mandate listening on http://{addr}");
-    let app = router(state, Duration::from_millis(config.request_timeout_ms));
+    let app = router(state, timeout, &public_url);
     // Decisions are small request/response pairs: send each at once.
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
+    let mut plain_stop = stop_rx.clone();
+    let signals = tokio::spawn(async move {
+        stop.wait().await;
+        let _ = stop_tx.send(true);
+    });
     axum::serve(listener, app)
-        .with_graceful_shutdown(stop.wait())
+        .with_graceful_shutdown(async move {
+            let _ = plain_stop.changed().await;
+        })
         .await
         .context("server failed")?;
+    if let Some(tls) = tls_server {
+        let _ = tls.await;
+    }
+    signals.abort();
 
     tracing::info!("shutting down: flushing the audit log");
     watcher.abort();
+    syncer.abort();
     audit.shutdown().await;
     store.close().await;
     tracing::info!("stopped");
@@ -188,5 +274,141 @@ impl Shutdown {
             _ = self.terminate.recv() => {},
         }
         tracing::info!("shutdown requested");
+    }
+}
+
+/// The built-in CA, trust bundles and signing keys, and the first read of
+/// agents and ended tasks.
+async fn start_authority(
+    config: &Config,
+    node_id: &str,
+    issuer: &str,
+    store: &dyn Store,
+) -> anyhow::Result<Authority> {
+    let now = crate::authority::now_seconds();
+    let ca = node::builtin_ca(&config.data_dir, &config.trust_domain, now)?;
+    let mut bundles = TrustBundles::default();
+    bundles.insert(ca.bundle());
+    for source in &config.trust_bundles {
+        let text = std::fs::read_to_string(&source.path)
+            .with_context(|| format!("trust_bundles: cannot read {}", source.path.display()))?;
+        let bundle = if text.trim_start().starts_with('{') {
+            SpiffeBundle::from_json(&source.trust_domain, &text)
+        } else {
+            SpiffeBundle::from_pem(&source.trust_domain, &text)
+        }
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "trust_bundles: {} is not a SPIFFE bundle for {}: {e}",
+                source.path.display(),
+                source.trust_domain
+            )
+        })?;
+        bundles.insert(bundle);
+    }
+    let signing_key_path = config.data_dir.join("token-signing.key");
+    let key = node::signing_key(&signing_key_path)?;
+    let published = store.signing_keys().await?;
+    if !published.iter().any(|k| k.kid == key.kid()) {
+        store
+            .publish_signing_key(&SigningKeyRecord {
+                kid: key.kid().to_owned(),
+                node_id: node_id.to_owned(),
+                public_jwk: serde_json::to_string(&key.public_jwk())?,
+                created_us: now.saturating_mul(1_000_000),
+                retired_us: None,
+            })
+            .await?;
+    }
+    let overlap = u32::try_from(config.signing_key_overlap_seconds).unwrap_or(u32::MAX);
+    let keys = SigningKeys::new(key, overlap);
+    let authority = Authority::new(AuthorityParts {
+        issuer: issuer.to_owned(),
+        audience: config
+            .token_audience
+            .clone()
+            .unwrap_or_else(|| issuer.to_owned()),
+        jwt_svid_audience: config
+            .jwt_svid_audience
+            .clone()
+            .unwrap_or_else(|| issuer.to_owned()),
+        ca,
+        bundles,
+        settings: TokenSettings {
+            max_task_ttl_seconds: config.max_task_ttl_seconds,
+            max_delegation_depth: config.max_delegation_depth,
+            allow_bearer_tokens: config.allow_bearer_tokens,
+            svid_ttl_seconds: config.svid_ttl_seconds,
+        },
+        node_id: node_id.to_owned(),
+        signing_key_path,
+        keys,
+        dpop_iat_window_seconds: config.dpop_iat_window_seconds,
+    });
+    authority.sync(store).await?;
+    Ok(authority)
+}
+
+/// The admin credential hashes. At the very first start of a store there is
+/// none: one is made, printed once on stderr, and only its hash is kept.
+async fn admin_credentials(
+    store: &dyn Store,
+    audit: &AuditLog,
+    node_id: &str,
+) -> anyhow::Result<Vec<String>> {
+    let existing = store.admin_credentials().await?;
+    if !existing.is_empty() {
+        return Ok(existing.into_iter().map(|c| c.secret_hash).collect());
+    }
+    let credential = crate::caller::new_admin_credential()?;
+    let hash = crate::caller::credential_hash(&credential);
+    let id = format!("admin-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    store
+        .insert_admin_credential(&AdminCredential {
+            id: id.clone(),
+            secret_hash: hash.clone(),
+            created_us: crate::routes::now_us(),
+        })
+        .await?;
+    audit
+        .append(vec![AuditEvent {
+            time_us: crate::routes::now_us(),
+            kind: AuditKind::AdminAccess,
+            request_id: String::new(),
+            subject: format!("Node::\"{node_id}\""),
+            action: "Action::\"create_admin_credential\"".into(),
+            resource: format!("AdminCredential::\"{id}\""),
+            outcome: "created".into(),
+            policies: Vec::new(),
+            request_digest: String::new(),
+            detail: serde_json::json!({"id": id}),
+        }])
+        .await
+        .context("cannot record the admin credential in the audit log")?;
+    eprintln!(
+        "mandate admin credential (shown once, only its hash is kept; export it as MANDATE_ADMIN_TOKEN): {credential}"
+    );
+    Ok(vec![hash])
+}
+
+/// Re-reads revocations, agents and keys from the store every `every`.
+async fn sync_authority(authority: Arc<Authority>, store: Arc<dyn Store>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match authority.sync(&*store).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("store readable again: revocations and agents in sync");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::error!(%error, "cannot re-read revocations and agents from the store; changes from other nodes are not seen until it recovers");
+            }
+            Err(_) => {}
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! What every request handler shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use mandate_authzen::BatchLimits;
 use mandate_core::RequestDigester;
 use mandate_policy::PolicyEngine;
 use mandate_store::{AuditLog, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::authority::Authority;
 
 /// Shared, read-mostly state of a running server.
 #[derive(Clone)]
@@ -20,7 +22,20 @@ pub struct AppState {
     /// Required bearer key for AuthZEN callers, if any.
     pub(crate) api_key: Option<Arc<str>>,
     pub(crate) public_url: Arc<str>,
+    /// Base URL of the TLS listener, if there is one.
+    pub(crate) tls_base: Option<Arc<str>>,
     pub(crate) metrics: PrometheusHandle,
+    /// Identity and token state.
+    pub(crate) authority: Arc<Authority>,
+    /// SHA-256 hashes of the admin credentials.
+    pub(crate) admin: Arc<RwLock<Vec<String>>>,
+}
+
+impl AppState {
+    /// The admin credential hashes in effect.
+    pub(crate) fn admin_hashes(&self) -> Vec<String> {
+        self.admin.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl std::fmt::Debug for AppState {

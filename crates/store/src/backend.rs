@@ -33,6 +33,19 @@ macro_rules! impl_sql_store {
             }
         }
 
+        /// `failed`, unless `source` is a unique-key violation: then a
+        /// conflict over what `what` makes of the violated key's name.
+        fn failed_or_conflict(
+            operation: &'static str,
+            source: sqlx::Error,
+            what: impl FnOnce(&str) -> String,
+        ) -> $crate::error::StoreError {
+            match $crate::identity_sql::unique_violation(&source) {
+                Some(key) => $crate::error::StoreError::Conflict { what: what(key) },
+                None => failed(operation, source),
+            }
+        }
+
         #[async_trait::async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -165,6 +178,308 @@ macro_rules! impl_sql_store {
                         .bind(i64::from(limit)),
                 )
                 .await
+            }
+
+            async fn create_agent(
+                &self,
+                agent: &$crate::identity::AgentRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(identity_sql::INSERT_AGENT)
+                    .bind(&agent.name)
+                    .bind(&agent.spiffe_id)
+                    .bind(&agent.owner)
+                    .bind(&agent.env)
+                    .bind(&agent.function)
+                    .bind(agent.status.as_str())
+                    .bind(agent.created_us)
+                    .bind(agent.updated_us)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| {
+                        failed_or_conflict("create agent", source, |key| {
+                            if key.contains("spiffe_id") {
+                                format!("agent with SPIFFE ID {:?}", agent.spiffe_id)
+                            } else {
+                                format!("agent {:?}", agent.name)
+                            }
+                        })
+                    })?;
+                Ok(())
+            }
+
+            async fn agent(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::identity::AgentRecord>, StoreError> {
+                let row = sqlx::query(identity_sql::SELECT_AGENT)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("read agent", source))?;
+                row.map(|row| identity_sql::decode_agent(BACKEND, &row))
+                    .transpose()
+            }
+
+            async fn agent_by_spiffe_id(
+                &self,
+                spiffe_id: &str,
+            ) -> Result<Option<$crate::identity::AgentRecord>, StoreError> {
+                let row = sqlx::query(identity_sql::SELECT_AGENT_BY_SPIFFE_ID)
+                    .bind(spiffe_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("read agent", source))?;
+                row.map(|row| identity_sql::decode_agent(BACKEND, &row))
+                    .transpose()
+            }
+
+            async fn agents(&self) -> Result<Vec<$crate::identity::AgentRecord>, StoreError> {
+                let rows = sqlx::query(identity_sql::SELECT_AGENTS)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("list agents", source))?;
+                let mut agents = rows
+                    .iter()
+                    .map(|row| identity_sql::decode_agent(BACKEND, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                agents.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(agents)
+            }
+
+            async fn set_agent_status(
+                &self,
+                name: &str,
+                status: $crate::identity::AgentStatus,
+                at_us: i64,
+            ) -> Result<Option<$crate::identity::AgentRecord>, StoreError> {
+                let row = sqlx::query(identity_sql::SET_AGENT_STATUS)
+                    .bind(status.as_str())
+                    .bind(at_us)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("set agent status", source))?;
+                row.map(|row| identity_sql::decode_agent(BACKEND, &row))
+                    .transpose()
+            }
+
+            async fn delete_agent(&self, name: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query(identity_sql::DELETE_AGENT)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| failed("delete agent", source))?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn insert_admin_credential(
+                &self,
+                credential: &$crate::identity::AdminCredential,
+            ) -> Result<(), StoreError> {
+                sqlx::query(identity_sql::INSERT_ADMIN_CREDENTIAL)
+                    .bind(&credential.id)
+                    .bind(&credential.secret_hash)
+                    .bind(credential.created_us)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| {
+                        failed_or_conflict("insert admin credential", source, |_| {
+                            format!("admin credential {:?}", credential.id)
+                        })
+                    })?;
+                Ok(())
+            }
+
+            async fn admin_credentials(
+                &self,
+            ) -> Result<Vec<$crate::identity::AdminCredential>, StoreError> {
+                let rows = sqlx::query(identity_sql::SELECT_ADMIN_CREDENTIALS)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("list admin credentials", source))?;
+                let mut credentials = rows
+                    .iter()
+                    .map(|row| identity_sql::decode_admin_credential(BACKEND, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                credentials.sort_by(|a, b| (a.created_us, &a.id).cmp(&(b.created_us, &b.id)));
+                Ok(credentials)
+            }
+
+            async fn publish_signing_key(
+                &self,
+                key: &$crate::identity::SigningKeyRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(identity_sql::INSERT_SIGNING_KEY)
+                    .bind(&key.kid)
+                    .bind(&key.node_id)
+                    .bind(&key.public_jwk)
+                    .bind(key.created_us)
+                    .bind(key.retired_us)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| {
+                        failed_or_conflict("publish signing key", source, |_| {
+                            format!("signing key {:?}", key.kid)
+                        })
+                    })?;
+                Ok(())
+            }
+
+            async fn retire_signing_key(&self, kid: &str, at_us: i64) -> Result<bool, StoreError> {
+                let done = sqlx::query(identity_sql::RETIRE_SIGNING_KEY)
+                    .bind(at_us)
+                    .bind(kid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| failed("retire signing key", source))?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn signing_keys(
+                &self,
+            ) -> Result<Vec<$crate::identity::SigningKeyRecord>, StoreError> {
+                let rows = sqlx::query(identity_sql::SELECT_SIGNING_KEYS)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("list signing keys", source))?;
+                let mut keys = rows
+                    .iter()
+                    .map(|row| identity_sql::decode_signing_key(BACKEND, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                keys.sort_by(|a, b| (a.created_us, &a.kid).cmp(&(b.created_us, &b.kid)));
+                Ok(keys)
+            }
+
+            async fn insert_task(
+                &self,
+                task: &$crate::identity::TaskRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(identity_sql::INSERT_TASK)
+                    .bind(&task.task_id)
+                    .bind(&task.jti)
+                    .bind(&task.agent)
+                    .bind(task.parent_task_id.as_deref())
+                    .bind(&task.root_task_id)
+                    .bind(task.depth)
+                    .bind(&task.grant_json)
+                    .bind(task.issued_us)
+                    .bind(task.expires_us)
+                    .bind(task.state.as_str())
+                    .bind(task.ended_us)
+                    .bind(task.end_reason.as_deref())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| {
+                        failed_or_conflict("insert task", source, |key| {
+                            if key.contains("jti") {
+                                format!("task with token ID {:?}", task.jti)
+                            } else {
+                                format!("task {:?}", task.task_id)
+                            }
+                        })
+                    })?;
+                Ok(())
+            }
+
+            async fn task(
+                &self,
+                task_id: &str,
+            ) -> Result<Option<$crate::identity::TaskRecord>, StoreError> {
+                let row = sqlx::query(identity_sql::SELECT_TASK)
+                    .bind(task_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("read task", source))?;
+                row.map(|row| identity_sql::decode_task(BACKEND, &row))
+                    .transpose()
+            }
+
+            async fn end_tasks(
+                &self,
+                task_ids: &[String],
+                state: $crate::identity::TaskState,
+                reason: &str,
+                at_us: i64,
+            ) -> Result<Vec<String>, StoreError> {
+                if state == $crate::identity::TaskState::Active {
+                    return Err(StoreError::NotAnEndState { state });
+                }
+                let write = |source| failed("end tasks", source);
+                let mut ended = std::collections::HashSet::new();
+                let mut tx = self.pool.begin().await.map_err(write)?;
+                for chunk in task_ids.chunks(identity_sql::END_CHUNK) {
+                    let mut update = QueryBuilder::<$db>::new("UPDATE tasks SET state = ");
+                    update
+                        .push_bind(state.as_str())
+                        .push(", ended_us = ")
+                        .push_bind(at_us)
+                        .push(", end_reason = ")
+                        .push_bind(reason)
+                        .push(" WHERE state = 'active' AND task_id IN (");
+                    let mut ids = update.separated(", ");
+                    for id in chunk {
+                        ids.push_bind(id.as_str());
+                    }
+                    update.push(") RETURNING task_id");
+                    let done: Vec<String> = update
+                        .build_query_scalar()
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(write)?;
+                    ended.extend(done);
+                }
+                tx.commit().await.map_err(write)?;
+                // In the order given, each once.
+                Ok(task_ids
+                    .iter()
+                    .filter(|id| ended.remove(id.as_str()))
+                    .cloned()
+                    .collect())
+            }
+
+            async fn task_subtree(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
+                let mut rows: Vec<(String, i32)> = sqlx::query_as(identity_sql::SELECT_SUBTREE)
+                    .bind(task_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("read task subtree", source))?;
+                rows.sort_by(|(a, a_depth), (b, b_depth)| {
+                    (a != task_id, a_depth, a).cmp(&(b != task_id, b_depth, b))
+                });
+                Ok(rows.into_iter().map(|(id, _)| id).collect())
+            }
+
+            async fn ended_tasks_unexpired(&self, now_us: i64) -> Result<Vec<String>, StoreError> {
+                let mut ids: Vec<String> = sqlx::query_scalar(identity_sql::SELECT_ENDED_UNEXPIRED)
+                    .bind(now_us)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("list ended tasks", source))?;
+                ids.sort();
+                Ok(ids)
+            }
+
+            async fn tasks_of_agent(
+                &self,
+                spiffe_id: &str,
+                active_only: bool,
+            ) -> Result<Vec<$crate::identity::TaskRecord>, StoreError> {
+                let sql = if active_only {
+                    identity_sql::SELECT_ACTIVE_TASKS_OF_AGENT
+                } else {
+                    identity_sql::SELECT_TASKS_OF_AGENT
+                };
+                let rows = sqlx::query(sql)
+                    .bind(spiffe_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("list tasks of agent", source))?;
+                let mut tasks = rows
+                    .iter()
+                    .map(|row| identity_sql::decode_task(BACKEND, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                tasks.sort_by(|a, b| (a.issued_us, &a.task_id).cmp(&(b.issued_us, &b.task_id)));
+                Ok(tasks)
             }
 
             async fn close(&self) {

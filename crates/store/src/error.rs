@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use mandate_core::ChainBreak;
 
+use crate::identity::TaskState;
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -80,6 +82,32 @@ pub enum StoreError {
         /// Its sequence number.
         found: u64,
     },
+    /// A row with the same key is already stored; nothing was written.
+    #[error("{what} already exists")]
+    Conflict {
+        /// What clashed, with its key (`agent "billing-bot"`,
+        /// `task with token ID "..."`).
+        what: String,
+    },
+    /// `end_tasks` was asked to end tasks in a state that does not end them.
+    #[error("tasks cannot be ended as {state}: only completed or revoked ends a task")]
+    NotAnEndState {
+        /// The state asked for (`active`).
+        state: TaskState,
+    },
+    /// A stored agent, credential, signing key or task row cannot be read
+    /// back into a record. It is reported, never skipped.
+    #[error("{table} row {key:?} is corrupt: {column} {problem}")]
+    CorruptEntry {
+        /// The table (`agents`, `tasks`, ...).
+        table: &'static str,
+        /// The row's key (name, ID, kid), as far as it could be read.
+        key: String,
+        /// The offending column.
+        column: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
 }
 
 /// Appending to the audit log failed. The caller must fail closed: the action
@@ -93,6 +121,16 @@ pub enum AuditError {
     /// The batch holding these events could not be committed.
     #[error("audit write failed")]
     Write(#[source] Arc<StoreError>),
+}
+
+/// A stored state name (`AgentStatus`, `TaskState`) is not one Mandate knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct ParseStateError {
+    /// What was being parsed: `agent status` or `task state`.
+    pub kind: &'static str,
+    /// The text that did not parse.
+    pub value: String,
 }
 
 /// The audit log did not verify.

@@ -6,6 +6,8 @@
 //! [`AuditLog`] seals events onto a node's hash chain and commits many
 //! concurrent appends in one transaction, returning only once they are durable.
 //! [`verify_audit`] walks every chain back and names the first tampered record.
+//! Agents, admin credentials, signing keys and tasks are kept as plain
+//! records ([`AgentRecord`], [`TaskRecord`], ...) behind the same trait.
 //!
 //! This crate decides nothing and hashes nothing itself: records, chains and
 //! verification rules come from `mandate-core`.
@@ -13,6 +15,8 @@
 mod audit_log;
 mod backend;
 mod error;
+mod identity;
+mod identity_sql;
 mod migrations;
 mod postgres;
 mod sql;
@@ -21,6 +25,9 @@ mod store;
 mod verify;
 
 pub use audit_log::{AuditLog, AuditLogConfig};
-pub use error::{AuditError, StoreError, VerifyError};
+pub use error::{AuditError, ParseStateError, StoreError, VerifyError};
+pub use identity::{
+    AdminCredential, AgentRecord, AgentStatus, SigningKeyRecord, TaskRecord, TaskState,
+};
 pub use store::{Store, connect};
 pub use verify::{VerifiedChain, VerifyReport, verify_audit};

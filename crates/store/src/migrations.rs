@@ -1,9 +1,10 @@
 //! The schema, as numbered migrations compiled into the binary.
 //!
 //! SQLite and PostgreSQL each get their own SQL (types and auto-increment
-//! differ), under the same version numbers. A later feature (agents, tasks,
-//! tokens, approvals, secrets) adds its tables by appending one entry to both
-//! lists; `connect` runs whatever has not run yet, so running twice is a no-op.
+//! differ), under the same version numbers. A feature (identity: agents,
+//! tasks, keys; later approvals, secrets) adds its tables by appending one
+//! entry to both lists; `connect` runs whatever has not run yet, so running
+//! twice is a no-op.
 
 use std::borrow::Cow;
 
@@ -20,6 +21,11 @@ const SQLITE: &[Step] = &[
         "head seal",
         include_str!("migrations/sqlite/0002_head_seal.sql"),
     ),
+    (
+        3,
+        "identity",
+        include_str!("migrations/sqlite/0003_identity.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -32,6 +38,11 @@ const POSTGRES: &[Step] = &[
         2,
         "head seal",
         include_str!("migrations/postgres/0002_head_seal.sql"),
+    ),
+    (
+        3,
+        "identity",
+        include_str!("migrations/postgres/0003_identity.sql"),
     ),
 ];
 

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 
 use crate::error::StoreError;
+use crate::identity_sql;
 use crate::migrations;
 use crate::sql;
 use crate::store::Store;

@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite};
 
 use crate::error::StoreError;
+use crate::identity_sql;
 use crate::migrations;
 use crate::sql;
 use crate::store::Store;

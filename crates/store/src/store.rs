@@ -6,6 +6,9 @@ use std::sync::Arc;
 use mandate_core::{AuditRecord, ChainHead};
 
 use crate::error::StoreError;
+use crate::identity::{
+    AdminCredential, AgentRecord, AgentStatus, SigningKeyRecord, TaskRecord, TaskState,
+};
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 
@@ -58,6 +61,88 @@ pub trait Store: Send + Sync {
         row_id: i64,
         limit: u32,
     ) -> Result<Vec<(i64, AuditRecord)>, StoreError>;
+
+    /// Registers `agent`. If its name or SPIFFE ID is taken, fails with
+    /// [`StoreError::Conflict`] and writes nothing.
+    async fn create_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+
+    /// The agent named `name`, or `None` if there is none.
+    async fn agent(&self, name: &str) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// The agent with SPIFFE ID `spiffe_id`, or `None` if there is none.
+    async fn agent_by_spiffe_id(&self, spiffe_id: &str) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// Every agent, sorted by name (byte order on both backends).
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// Sets the status of the agent named `name` and its `updated_us` to
+    /// `at_us`; returns the agent as it now is, or `None` if there is none.
+    async fn set_agent_status(
+        &self,
+        name: &str,
+        status: AgentStatus,
+        at_us: i64,
+    ) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// Deletes the agent named `name`; `false` if there was none. Its tasks
+    /// are kept.
+    async fn delete_agent(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores an administrator's credential; a taken ID is a
+    /// [`StoreError::Conflict`].
+    async fn insert_admin_credential(&self, credential: &AdminCredential)
+    -> Result<(), StoreError>;
+
+    /// Every administrator's credential, oldest first.
+    async fn admin_credentials(&self) -> Result<Vec<AdminCredential>, StoreError>;
+
+    /// Publishes a node's signing key; a taken `kid` is a
+    /// [`StoreError::Conflict`].
+    async fn publish_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+
+    /// Marks key `kid` retired at `at_us`; `false` if there is no such key or
+    /// it was already retired (its retirement time is kept).
+    async fn retire_signing_key(&self, kid: &str, at_us: i64) -> Result<bool, StoreError>;
+
+    /// Every signing key, retired or not, oldest first (ties by `kid`).
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+
+    /// Records an issued task. A taken task ID or token ID (`jti`) is a
+    /// [`StoreError::Conflict`] and writes nothing.
+    async fn insert_task(&self, task: &TaskRecord) -> Result<(), StoreError>;
+
+    /// The task `task_id`, or `None` if there is none.
+    async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// Ends those of `task_ids` that are still active: sets `state`
+    /// (completed or revoked), `reason` and `at_us`, in one transaction.
+    /// Returns the IDs it ended, in the order given, each once; tasks already
+    /// ended or unknown are left alone, so repeating a call ends nothing.
+    /// Any other `state` is [`StoreError::NotAnEndState`].
+    async fn end_tasks(
+        &self,
+        task_ids: &[String],
+        state: TaskState,
+        reason: &str,
+        at_us: i64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// `task_id` and every task delegated from it, directly or not, in any
+    /// state: the task first, then by depth and ID. Empty if there is no such
+    /// task.
+    async fn task_subtree(&self, task_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The IDs of tasks ended (completed or revoked) whose tokens have not
+    /// expired by `now_us`: the set of tokens a node must refuse. Sorted.
+    async fn ended_tasks_unexpired(&self, now_us: i64) -> Result<Vec<String>, StoreError>;
+
+    /// The tasks held by the agent with SPIFFE ID `spiffe_id`, only the
+    /// active ones if `active_only`, by issue time then ID.
+    async fn tasks_of_agent(
+        &self,
+        spiffe_id: &str,
+        active_only: bool,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Closes the connections, waiting for those in use to come back.
     async fn close(&self);

@@ -82,12 +82,18 @@ pub struct TaskClaims {
     /// The actor chain of a delegated token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// The task IDs of a delegated task's ancestors, root first: one per link
+    /// of the `act` chain, empty for a root task. Revoking any of them revokes
+    /// this token ([`TaskClaims::task_lineage`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_chain: Vec<String>,
 }
 
 impl TaskClaims {
     /// Checks everything the types do not: lengths, one valid grant, an ordered
-    /// validity window, a well-formed `cnf`, a bounded actor chain. [`crate::SigningKeys`]
-    /// never signs nor accepts claims that fail this.
+    /// validity window, a well-formed `cnf`, a bounded actor chain and a
+    /// `task_chain` as long as it, naming other tasks than this one.
+    /// [`crate::SigningKeys`] never signs nor accepts claims that fail this.
     pub fn validate(&self) -> Result<(), TokenError> {
         for (claim, value) in [
             ("iss", &self.iss),
@@ -122,7 +128,44 @@ impl TaskClaims {
                 max: MAX_ACTOR_DEPTH,
             });
         }
+        self.validate_task_chain(depth)
+    }
+
+    fn validate_task_chain(&self, depth: usize) -> Result<(), TokenError> {
+        let len = self.task_chain.len();
+        if len > MAX_ACTOR_DEPTH {
+            return Err(TokenError::TaskChainTooLong {
+                len,
+                max: MAX_ACTOR_DEPTH,
+            });
+        }
+        for ancestor in &self.task_chain {
+            if ancestor.is_empty() || ancestor.len() > MAX_CLAIM_LEN {
+                return Err(TokenError::BadClaimLength {
+                    claim: "task_chain",
+                    len: ancestor.len(),
+                    max: MAX_CLAIM_LEN,
+                });
+            }
+            if *ancestor == self.task_id {
+                return Err(TokenError::TaskChainHoldsOwnTask {
+                    task_id: self.task_id.clone(),
+                });
+            }
+        }
+        if len != depth {
+            return Err(TokenError::TaskChainDepthMismatch { len, depth });
+        }
         Ok(())
+    }
+
+    /// The task IDs this token depends on, root first: every ancestor of
+    /// `task_chain`, then `task_id`. Revoking any of them revokes the token.
+    pub fn task_lineage(&self) -> impl Iterator<Item = &str> {
+        self.task_chain
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(self.task_id.as_str()))
     }
 
     /// The task's grant (the one `agent_task` entry).
@@ -302,6 +345,85 @@ mod tests {
             c.validate(),
             Err(TokenError::ActorChainTooDeep { depth: 17, .. })
         ));
+    }
+
+    fn delegated(chain: &[&str]) -> TaskClaims {
+        let mut c = claims(1_000);
+        let mut act = None;
+        for i in 0..chain.len() {
+            act = Some(Box::new(Actor {
+                sub: SpiffeId::parse(&format!("spiffe://example.org/agent/a{i}")).unwrap(),
+                act,
+            }));
+        }
+        c.act = act.map(|b| *b);
+        c.task_chain = chain.iter().map(|s| (*s).to_owned()).collect();
+        c
+    }
+
+    #[test]
+    fn task_chain_is_omitted_for_a_root_task_and_kept_for_a_delegated_one() {
+        let root = claims(1_000);
+        let v = serde_json::to_value(&root).unwrap();
+        assert!(v.get("task_chain").is_none());
+        assert_eq!(root.task_lineage().collect::<Vec<_>>(), ["task-1"]);
+
+        let child = delegated(&["task-root", "task-parent"]);
+        assert_eq!(child.validate(), Ok(()));
+        let v = serde_json::to_value(&child).unwrap();
+        assert_eq!(v["task_chain"], json!(["task-root", "task-parent"]));
+        assert_eq!(serde_json::from_value::<TaskClaims>(v).unwrap(), child);
+        assert_eq!(
+            child.task_lineage().collect::<Vec<_>>(),
+            ["task-root", "task-parent", "task-1"]
+        );
+    }
+
+    #[test]
+    fn task_chain_must_match_the_act_chain() {
+        let mut c = delegated(&["task-root"]);
+        c.task_chain.clear();
+        assert_eq!(
+            c.validate(),
+            Err(TokenError::TaskChainDepthMismatch { len: 0, depth: 1 })
+        );
+        let mut c = claims(1_000);
+        c.task_chain = vec!["task-root".into()];
+        assert_eq!(
+            c.validate(),
+            Err(TokenError::TaskChainDepthMismatch { len: 1, depth: 0 })
+        );
+    }
+
+    #[test]
+    fn task_chain_entries_are_bounded_and_other_than_the_task() {
+        let long = "t".repeat(MAX_CLAIM_LEN + 1);
+        for (chain, claim_len) in [(["task-root", ""], 0), (["task-root", long.as_str()], 257)] {
+            assert_eq!(
+                delegated(&chain).validate(),
+                Err(TokenError::BadClaimLength {
+                    claim: "task_chain",
+                    len: claim_len,
+                    max: MAX_CLAIM_LEN
+                })
+            );
+        }
+        assert_eq!(
+            delegated(&["task-root", "task-1"]).validate(),
+            Err(TokenError::TaskChainHoldsOwnTask {
+                task_id: "task-1".into()
+            })
+        );
+        let mut c = delegated(&["t"; MAX_ACTOR_DEPTH]);
+        assert_eq!(c.validate(), Ok(()));
+        c.task_chain.push("t".into());
+        assert_eq!(
+            c.validate(),
+            Err(TokenError::TaskChainTooLong {
+                len: MAX_ACTOR_DEPTH + 1,
+                max: MAX_ACTOR_DEPTH
+            })
+        );
     }
 
     #[test]

@@ -121,6 +121,28 @@ pub enum TokenError {
         /// The limit.
         max: usize,
     },
+    /// `task_chain` lists more ancestors than any delegation could make.
+    #[error("task_chain lists {len} ancestor tasks, more than the {max} allowed")]
+    TaskChainTooLong {
+        /// How many it lists.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `task_chain` does not list one ancestor task per link of the `act` chain.
+    #[error("task_chain lists {len} ancestor tasks, but the act chain is {depth} deep")]
+    TaskChainDepthMismatch {
+        /// How many ancestors it lists.
+        len: usize,
+        /// The depth of the `act` chain.
+        depth: usize,
+    },
+    /// `task_chain` lists the token's own task as its ancestor.
+    #[error("task_chain lists the token's own task {task_id:?} as an ancestor")]
+    TaskChainHoldsOwnTask {
+        /// The token's `task_id`.
+        task_id: String,
+    },
 
     // --- keys ---
     /// A PKCS#8 document is not an Ed25519 private key.
@@ -128,6 +150,24 @@ pub enum TokenError {
     BadPrivateKey {
         /// aws-lc's reason.
         reason: &'static str,
+    },
+    /// A PKCS#8 document is not a P-256 or Ed25519 private key (DPoP keys).
+    #[error("not a P-256 or Ed25519 PKCS#8 private key: {reason}")]
+    BadDpopKey {
+        /// aws-lc's reason.
+        reason: &'static str,
+    },
+    /// Text that should hold a PEM private key does not.
+    #[error("not a PEM private key: {reason}")]
+    BadPem {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The PEM block is another kind than an unencrypted PKCS#8 private key.
+    #[error("PEM block {label:?} is not supported; expected \"PRIVATE KEY\" (unencrypted PKCS#8)")]
+    PemLabel {
+        /// The block's label.
+        label: String,
     },
     /// The crypto library could not generate or export a key.
     #[error("key generation or export failed in aws-lc")]

@@ -209,7 +209,8 @@ impl SigningKeys {
     /// Verifies a task token at `now` for `expected_aud` from `expected_iss`:
     /// header (`alg` EdDSA, `typ` at+jwt, no `crit`, a known `kid`), signature
     /// with that key, claims shape, issuer, audience, `exp` and `nbf`.
-    /// Proof of possession (`cnf`) and revocation are the caller's next checks.
+    /// Proof of possession (`cnf`) and revocation are the caller's next checks;
+    /// [`crate::PresentationVerifier`] makes them all.
     pub fn verify(
         &self,
         token: &str,
@@ -217,6 +218,18 @@ impl SigningKeys {
         expected_aud: &str,
         expected_iss: &str,
     ) -> Result<TaskClaims, TokenError> {
+        self.verify_with_kid(token, now, expected_aud, expected_iss)
+            .map(|(claims, _)| claims)
+    }
+
+    /// [`SigningKeys::verify`], also returning the `kid` of the key that signed.
+    pub(crate) fn verify_with_kid(
+        &self,
+        token: &str,
+        now: i64,
+        expected_aud: &str,
+        expected_iss: &str,
+    ) -> Result<(TaskClaims, String), TokenError> {
         let compact = jws::split(token).map_err(|reason| TokenError::Malformed { reason })?;
         let header: jws::Header =
             serde_json::from_slice(&compact.header).map_err(|_| TokenError::Malformed {
@@ -236,42 +249,30 @@ impl SigningKeys {
         }
         let kid = header.kid.ok_or(TokenError::MissingKid)?;
         let public = self.verifying_key(&kid, now)?;
-        let signature = jws::unb64(compact.signature)
-            .ok_or_else(|| TokenError::BadSignature { kid: kid.clone() })?;
-        UnparsedPublicKey::new(&ED25519, public)
+        let Some(signature) = jws::unb64(compact.signature) else {
+            return Err(TokenError::BadSignature { kid });
+        };
+        if UnparsedPublicKey::new(&ED25519, public)
             .verify(compact.signing_input.as_bytes(), &signature)
-            .map_err(|_| TokenError::BadSignature { kid })?;
+            .is_err()
+        {
+            return Err(TokenError::BadSignature { kid });
+        }
 
         let claims: TaskClaims =
             serde_json::from_slice(&compact.payload).map_err(|e| TokenError::MalformedClaims {
                 reason: e.to_string(),
             })?;
         claims.validate()?;
-        if claims.iss != expected_iss {
-            return Err(TokenError::WrongIssuer {
-                expected: expected_iss.to_owned(),
-                found: claims.iss,
-            });
-        }
-        if claims.aud != expected_aud {
-            return Err(TokenError::WrongAudience {
-                expected: expected_aud.to_owned(),
-                found: claims.aud,
-            });
-        }
-        if now >= claims.exp {
-            return Err(TokenError::Expired {
-                exp: claims.exp,
-                now,
-            });
-        }
-        if now < claims.nbf {
-            return Err(TokenError::NotYetValid {
-                nbf: claims.nbf,
-                now,
-            });
-        }
-        Ok(claims)
+        check_audience(&claims, expected_aud, expected_iss)?;
+        check_time(&claims, now)?;
+        Ok((claims, kid))
+    }
+
+    /// Whether the key `kid` still verifies at `now` (active, or retired within
+    /// its overlap window).
+    pub(crate) fn verifies_with(&self, kid: &str, now: i64) -> bool {
+        self.verifying_key(kid, now).is_ok()
     }
 
     fn verifying_key(&self, kid: &str, now: i64) -> Result<&[u8; 32], TokenError> {
@@ -295,6 +296,44 @@ impl SigningKeys {
         }
         Ok(&key.public)
     }
+}
+
+/// `iss` and `aud` are the expected ones.
+pub(crate) fn check_audience(
+    claims: &TaskClaims,
+    expected_aud: &str,
+    expected_iss: &str,
+) -> Result<(), TokenError> {
+    if claims.iss != expected_iss {
+        return Err(TokenError::WrongIssuer {
+            expected: expected_iss.to_owned(),
+            found: claims.iss.clone(),
+        });
+    }
+    if claims.aud != expected_aud {
+        return Err(TokenError::WrongAudience {
+            expected: expected_aud.to_owned(),
+            found: claims.aud.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// `now` is within `nbf..exp`.
+pub(crate) fn check_time(claims: &TaskClaims, now: i64) -> Result<(), TokenError> {
+    if now >= claims.exp {
+        return Err(TokenError::Expired {
+            exp: claims.exp,
+            now,
+        });
+    }
+    if now < claims.nbf {
+        return Err(TokenError::NotYetValid {
+            nbf: claims.nbf,
+            now,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

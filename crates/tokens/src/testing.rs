@@ -46,6 +46,7 @@ pub(crate) fn claims(now: i64) -> TaskClaims {
         authorization_details: vec![grant()],
         cnf: Confirmation::Jkt(JKT.into()),
         act: None,
+        task_chain: Vec::new(),
     }
 }
 

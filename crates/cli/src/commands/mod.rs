@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
+pub(crate) mod admin_client;
+pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod policy;
 pub(crate) mod serve;
+pub(crate) mod token;
 
 use std::path::PathBuf;
 

@@ -36,6 +36,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ID")]
     #[serde(skip_serializing_if = "Option::is_none")]
     node_id: Option<String>,
+    /// Address of the TLS (mTLS) listener, or "" for none [default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_listen: Option<String>,
+    /// Trust domain of the built-in CA [default: mandate.local].
+    #[arg(long, value_name = "DOMAIN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trust_domain: Option<String>,
     /// Log format on stderr [default: json].
     #[arg(long, value_name = "FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]

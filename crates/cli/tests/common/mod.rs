@@ -144,6 +144,8 @@ impl TestStore {
 pub struct Node {
     child: Option<Child>,
     pub base: String,
+    /// Base URL of the TLS (mTLS) listener.
+    pub tls_base: Option<String>,
     pub data_dir: PathBuf,
     pub log: PathBuf,
 }
@@ -170,6 +172,7 @@ impl Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
+            .args(["--tls-listen", "127.0.0.1:0"])
             .args(["--data-dir", data_dir.to_str().unwrap()])
             .args(["--database", database])
             .args(["--policy-dir", policy_dir.to_str().unwrap()])
@@ -183,11 +186,21 @@ impl Node {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            // The TLS listener's line, if any, comes before the plain one.
+            let mut reader = BufReader::new(stdout);
+            let mut tls = None;
+            loop {
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                if line.starts_with("mandate listening on https://") {
+                    tls = Some(line.trim()["mandate listening on ".len()..].to_owned());
+                    continue;
+                }
+                let _ = tx.send((line, tls));
+                break;
+            }
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let (line, tls_base) = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
         let Some(base) = line.trim().strip_prefix("mandate listening on ") else {
             let _ = child.kill();
             panic!(
@@ -198,6 +211,7 @@ impl Node {
         Node {
             child: Some(child),
             base: base.to_owned(),
+            tls_base,
             data_dir: data_dir.to_path_buf(),
             log,
         }
@@ -249,6 +263,19 @@ impl Node {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The admin credential this node printed at its first start (on stderr).
+    pub fn admin_token(&self) -> String {
+        let logs = self.logs();
+        let start = logs
+            .find("mandate_admin_")
+            .expect("the node printed an admin credential");
+        logs[start..]
+            .split(|c: char| c.is_whitespace() || c == '"')
+            .next()
+            .unwrap()
+            .to_owned()
     }
 }
 

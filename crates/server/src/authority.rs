@@ -1,0 +1,303 @@
+//! The node's view of who agents are and which tasks are over: the built-in CA,
+//! trust bundles, signing keys, the agent directory and the set of ended
+//! tasks, held in memory for the per-call checks and refreshed from the store
+//! (changes made on this node apply at once; other nodes' within `sync_ms`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mandate_identity::{BuiltinCa, TrustBundles};
+use mandate_store::{AgentRecord, AgentStatus, Store, StoreError};
+use mandate_tokens::{
+    MemoryReplayGuard, Presentation, PresentationError, PresentationVerifier, SigningKeys,
+    SpiffeId, TaskClaims, TokenError,
+};
+
+/// Settings of issuance and verification, from the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenSettings {
+    pub(crate) max_task_ttl_seconds: u64,
+    pub(crate) max_delegation_depth: usize,
+    pub(crate) allow_bearer_tokens: bool,
+    pub(crate) svid_ttl_seconds: u64,
+}
+
+/// Why a presented task token is not accepted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TokenRefusal {
+    /// Signature, claims, binding or revocation.
+    #[error(transparent)]
+    Presentation(#[from] PresentationError),
+    /// The agent (or one in the delegation chain) is suspended or gone.
+    #[error("agent {agent} is {state}")]
+    Agent {
+        /// Its SPIFFE ID.
+        agent: String,
+        /// `suspended` or `not registered`.
+        state: &'static str,
+    },
+}
+
+impl TokenRefusal {
+    /// The RFC 6750 / 9449 error code.
+    pub(crate) fn error_code(&self) -> &'static str {
+        match self {
+            TokenRefusal::Presentation(p) => p.error_code(),
+            TokenRefusal::Agent { .. } => "invalid_token",
+        }
+    }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The agent acting under `claims`: the last actor of a delegated token, else
+/// the subject.
+pub(crate) fn acting_agent(claims: &TaskClaims) -> &SpiffeId {
+    claims.act.as_ref().map_or(&claims.sub, |a| &a.sub)
+}
+
+/// Every agent named by `claims`: the subject and each actor.
+pub(crate) fn agents_in_chain(claims: &TaskClaims) -> Vec<&SpiffeId> {
+    let mut out = vec![&claims.sub];
+    let mut next = claims.act.as_ref();
+    while let Some(actor) = next {
+        out.push(&actor.sub);
+        next = actor.act.as_deref();
+    }
+    out
+}
+
+/// Identity and token state shared by every request.
+pub(crate) struct Authority {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) jwt_svid_audience: String,
+    pub(crate) ca: BuiltinCa,
+    pub(crate) bundles: TrustBundles,
+    pub(crate) settings: TokenSettings,
+    pub(crate) node_id: String,
+    pub(crate) signing_key_path: PathBuf,
+    keys: RwLock<SigningKeys>,
+    verifier: PresentationVerifier,
+    dpop: mandate_tokens::DpopVerifier,
+    replay: MemoryReplayGuard,
+    ended: RwLock<HashSet<String>>,
+    agents: RwLock<Arc<HashMap<String, AgentRecord>>>,
+    /// Bumped by every local agent change, so a sync that read the store
+    /// before the change does not put the old state back.
+    agent_changes: AtomicU64,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("issuer", &self.issuer)
+            .field("trust_domain", &self.ca.trust_domain())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parts of an [`Authority`] that come from start-up.
+pub(crate) struct AuthorityParts {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) jwt_svid_audience: String,
+    pub(crate) ca: BuiltinCa,
+    pub(crate) bundles: TrustBundles,
+    pub(crate) settings: TokenSettings,
+    pub(crate) node_id: String,
+    pub(crate) signing_key_path: PathBuf,
+    pub(crate) keys: SigningKeys,
+    pub(crate) dpop_iat_window_seconds: u32,
+}
+
+/// Most verified tokens remembered, so a token's signature is checked once.
+const TOKEN_CACHE: usize = 65_536;
+/// Most DPoP proof `jti`s remembered for replay detection.
+const REPLAY_MEMORY: usize = 1 << 20;
+
+impl Authority {
+    pub(crate) fn new(parts: AuthorityParts) -> Authority {
+        Authority {
+            verifier: PresentationVerifier::new(
+                &parts.issuer,
+                &parts.audience,
+                mandate_tokens::DpopVerifier::new(parts.dpop_iat_window_seconds),
+                TOKEN_CACHE,
+            ),
+            dpop: mandate_tokens::DpopVerifier::new(parts.dpop_iat_window_seconds),
+            issuer: parts.issuer,
+            audience: parts.audience,
+            jwt_svid_audience: parts.jwt_svid_audience,
+            ca: parts.ca,
+            bundles: parts.bundles,
+            settings: parts.settings,
+            node_id: parts.node_id,
+            signing_key_path: parts.signing_key_path,
+            keys: RwLock::new(parts.keys),
+            replay: MemoryReplayGuard::new(REPLAY_MEMORY),
+            ended: RwLock::new(HashSet::new()),
+            agents: RwLock::new(Arc::new(HashMap::new())),
+            agent_changes: AtomicU64::new(0),
+        }
+    }
+
+    /// The signing keys, for issuing and for the JWKS.
+    pub(crate) fn keys(&self) -> std::sync::RwLockReadGuard<'_, SigningKeys> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the signing keys; verified tokens are forgotten.
+    pub(crate) fn update_keys(&self, change: impl FnOnce(&mut SigningKeys)) {
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        change(&mut keys);
+        self.verifier.cache().clear();
+    }
+
+    /// The DPoP proof checker (at the token endpoint, where no token is bound yet).
+    pub(crate) fn dpop(&self) -> &mandate_tokens::DpopVerifier {
+        &self.dpop
+    }
+
+    pub(crate) fn replay(&self) -> &MemoryReplayGuard {
+        &self.replay
+    }
+
+    /// Whether a task has ended (completed or revoked).
+    pub(crate) fn is_ended(&self, task_id: &str) -> bool {
+        self.ended
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(task_id)
+    }
+
+    /// Marks tasks ended on this node at once (the store already says so).
+    pub(crate) fn mark_ended<'a>(&self, task_ids: impl IntoIterator<Item = &'a String>) {
+        let mut ended = self.ended.write().unwrap_or_else(|e| e.into_inner());
+        ended.extend(task_ids.into_iter().cloned());
+    }
+
+    /// The registered agent with this SPIFFE ID.
+    pub(crate) fn agent(&self, spiffe_id: &str) -> Option<AgentRecord> {
+        self.agents
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(spiffe_id)
+            .cloned()
+    }
+
+    /// Puts a changed agent in the directory at once (`None`: deleted).
+    pub(crate) fn put_agent(&self, spiffe_id: &str, agent: Option<AgentRecord>) {
+        let mut guard = self.agents.write().unwrap_or_else(|e| e.into_inner());
+        self.agent_changes.fetch_add(1, Ordering::SeqCst);
+        let mut map = HashMap::clone(&guard);
+        match agent {
+            Some(a) => map.insert(spiffe_id.to_owned(), a),
+            None => map.remove(spiffe_id),
+        };
+        *guard = Arc::new(map);
+    }
+
+    /// Is this agent registered and active? The refusal says which it is not.
+    pub(crate) fn check_active(&self, id: &SpiffeId) -> Result<AgentRecord, TokenRefusal> {
+        match self.agent(id.as_str()) {
+            Some(a) if a.status == AgentStatus::Active => Ok(a),
+            Some(_) => Err(TokenRefusal::Agent {
+                agent: id.to_string(),
+                state: "suspended",
+            }),
+            None => Err(TokenRefusal::Agent {
+                agent: id.to_string(),
+                state: "not registered",
+            }),
+        }
+    }
+
+    /// The per-call check of a presented task token: signature (once per
+    /// token), expiry, binding, revocation of the task and its ancestors, and
+    /// every agent of the chain still active. Returns the claims and the
+    /// acting agent's record.
+    pub(crate) fn verify_presented(
+        &self,
+        presentation: &Presentation<'_>,
+    ) -> Result<(Arc<TaskClaims>, AgentRecord), TokenRefusal> {
+        let keys = self.keys();
+        let claims = self.verifier.verify(
+            &keys,
+            &self.replay,
+            &|task_id: &str| self.is_ended(task_id),
+            presentation,
+        )?;
+        drop(keys);
+        self.check_chain(&claims).map(|agent| (claims, agent))
+    }
+
+    /// A token's signature and claims, expiry and revocation, without a
+    /// binding check: for introspection and for a parent token at delegation.
+    pub(crate) fn verify_unbound(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(TaskClaims, AgentRecord), TokenRefusal> {
+        let claims = self
+            .keys()
+            .verify(token, now, &self.audience, &self.issuer)
+            .map_err(|e: TokenError| TokenRefusal::Presentation(PresentationError::Token(e)))?;
+        if let Some(task_id) = claims.task_lineage().find(|id| self.is_ended(id)) {
+            return Err(TokenRefusal::Presentation(PresentationError::Revoked {
+                task_id: task_id.to_owned(),
+            }));
+        }
+        let agent = self.check_chain(&claims)?;
+        Ok((claims, agent))
+    }
+
+    fn check_chain(&self, claims: &TaskClaims) -> Result<AgentRecord, TokenRefusal> {
+        for id in agents_in_chain(claims) {
+            self.check_active(id)?;
+        }
+        self.check_active(acting_agent(claims))
+    }
+
+    /// Re-reads ended tasks and agents from the store (other nodes' changes).
+    pub(crate) async fn sync(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let now_us = now_seconds().saturating_mul(1_000_000);
+        let generation = self.agent_changes.load(Ordering::SeqCst);
+        let ended: HashSet<String> = store
+            .ended_tasks_unexpired(now_us)
+            .await?
+            .into_iter()
+            .collect();
+        let agents: HashMap<String, AgentRecord> = store
+            .agents()
+            .await?
+            .into_iter()
+            .map(|a| (a.spiffe_id.clone(), a))
+            .collect();
+        {
+            // Ended tasks are only added here: one this node ended a moment
+            // ago and not yet visible to this read must stay ended. Expired
+            // ones are dropped, since expiry refuses them anyway.
+            let mut set = self.ended.write().unwrap_or_else(|e| e.into_inner());
+            if set.len() > ended.len().saturating_mul(2).max(4096) {
+                let keep: HashSet<String> = set.intersection(&ended).cloned().collect();
+                *set = keep;
+            }
+            set.extend(ended);
+        }
+        let mut guard = self.agents.write().unwrap_or_else(|e| e.into_inner());
+        if self.agent_changes.load(Ordering::SeqCst) == generation {
+            *guard = Arc::new(agents);
+        }
+        Ok(())
+    }
+}
