@@ -97,6 +97,11 @@ pub(crate) fn parse_jwt_authority(jwk: &Value) -> Result<PublicJwk, String> {
         return Err("a symmetric (oct) key cannot be a JWT authority".to_owned());
     }
     let key = PublicJwk::from_json(jwk).map_err(|e| e.to_string())?;
+    if let PublicJwk::Okp { crv, .. } = &key {
+        return Err(format!(
+            "an OKP {crv} key cannot verify JWT-SVIDs (RS, ES and PS algorithms only)"
+        ));
+    }
     if let PublicJwk::Ec { crv, x, y } = &key {
         let alg = match crv.as_str() {
             "P-256" => &ECDSA_P256_SHA256_FIXED,

@@ -229,6 +229,10 @@ impl SpiffeBundle {
             Some(other) => return Err(format!("kty {other} is not a string")),
         }
         if use_ == Some(JWT_SVID_USE) {
+            if entry.get("kty").and_then(Value::as_str) == Some("OKP") {
+                // A key type no JWT-SVID algorithm uses: ignored, as unknown ones are.
+                return Ok(());
+            }
             let kid = match entry.get("kid") {
                 Some(Value::String(kid)) if !kid.is_empty() => kid,
                 _ => return Err("a jwt-svid key must have a non-empty kid".to_owned()),

@@ -111,6 +111,25 @@ fn ignores_entries_of_an_unknown_key_type() {
 }
 
 #[test]
+fn ignores_ed25519_jwt_keys_no_jwt_svid_algorithm_uses() {
+    let okp = json!({"use": "jwt-svid", "kid": "ed", "kty": "OKP", "crv": "Ed25519",
+                     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+    let mut doc = spire_doc();
+    doc["keys"].as_array_mut().unwrap().push(okp.clone());
+    let bundle = SpiffeBundle::from_json("example.org", &doc.to_string()).unwrap();
+    assert_eq!(bundle.jwt_key_ids(), vec![EC_KID, RSA_KID]);
+    let err = SpiffeBundle::new("example.org")
+        .unwrap()
+        .add_jwt_authority("ed", &okp)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "JWT authority \"ed\" is not a usable public JWK: \
+         an OKP Ed25519 key cannot verify JWT-SVIDs (RS, ES and PS algorithms only)"
+    );
+}
+
+#[test]
 fn refuses_an_x509_entry_without_exactly_one_certificate() {
     let mut doc = spire_doc();
     let cert = doc["keys"][0]["x5c"][0].clone();

@@ -92,6 +92,9 @@ pub(crate) struct Authority {
     replay: MemoryReplayGuard,
     ended: RwLock<HashSet<String>>,
     agents: RwLock<Arc<HashMap<String, AgentRecord>>>,
+    /// The peer keys last loaded, so the key set (and the verified-token
+    /// cache) changes only when they do.
+    peer_keys: std::sync::Mutex<Vec<(String, Option<i64>)>>,
     /// Bumped by every local agent change, so a sync that read the store
     /// before the change does not put the old state back.
     agent_changes: AtomicU64,
@@ -133,7 +136,8 @@ impl Authority {
                 &parts.audience,
                 mandate_tokens::DpopVerifier::new(parts.dpop_iat_window_seconds),
                 TOKEN_CACHE,
-            ),
+            )
+            .accept_unbound(parts.settings.allow_bearer_tokens),
             dpop: mandate_tokens::DpopVerifier::new(parts.dpop_iat_window_seconds),
             issuer: parts.issuer,
             audience: parts.audience,
@@ -148,6 +152,7 @@ impl Authority {
             ended: RwLock::new(HashSet::new()),
             agents: RwLock::new(Arc::new(HashMap::new())),
             agent_changes: AtomicU64::new(0),
+            peer_keys: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -294,9 +299,51 @@ impl Authority {
             }
             set.extend(ended);
         }
-        let mut guard = self.agents.write().unwrap_or_else(|e| e.into_inner());
-        if self.agent_changes.load(Ordering::SeqCst) == generation {
-            *guard = Arc::new(agents);
+        {
+            let mut guard = self.agents.write().unwrap_or_else(|e| e.into_inner());
+            if self.agent_changes.load(Ordering::SeqCst) == generation {
+                *guard = Arc::new(agents);
+            }
+        }
+        self.sync_peer_keys(store).await
+    }
+
+    /// Loads the other nodes' signing keys (same store, same issuer), so a
+    /// token issued by any node verifies on every node.
+    async fn sync_peer_keys(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let records = store.signing_keys().await?;
+        let seen: Vec<(String, Option<i64>)> = records
+            .iter()
+            .filter(|r| r.node_id != self.node_id)
+            .map(|r| (r.kid.clone(), r.retired_us))
+            .collect();
+        {
+            let mut last = self.peer_keys.lock().unwrap_or_else(|e| e.into_inner());
+            if *last == seen {
+                return Ok(());
+            }
+            *last = seen;
+        }
+        let mut peers = Vec::new();
+        for record in records.iter().filter(|r| r.node_id != self.node_id) {
+            let jwk = serde_json::from_str(&record.public_jwk)
+                .ok()
+                .and_then(|v| mandate_tokens::PublicJwk::from_json(&v).ok());
+            match jwk {
+                Some(jwk) => peers.push((
+                    record.kid.clone(),
+                    jwk,
+                    record.retired_us.map(|us| us / 1_000_000),
+                )),
+                None => {
+                    tracing::warn!(kid = %record.kid, node = %record.node_id, "a published signing key is not a public JWK; ignored")
+                }
+            }
+        }
+        let mut outcome = Ok(());
+        self.update_keys(|keys| outcome = keys.set_peer_keys(&peers));
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "peer signing keys refused");
         }
         Ok(())
     }

@@ -403,13 +403,6 @@ async fn exchange(
             )
         }
     };
-    let Some(cnf) = cnf else {
-        return Err(OAuthError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "unbound tokens are not supported by this build",
-        ));
-    };
     let claims = TaskClaims {
         iss: authority.issuer.clone(),
         sub,
@@ -460,8 +453,9 @@ async fn exchange(
         )
     })?;
     let (kind, binding) = match &cnf {
-        Confirmation::Jkt(_) => ("DPoP", "dpop"),
-        Confirmation::X5tS256(_) => ("Bearer", "mtls"),
+        Some(Confirmation::Jkt(_)) => ("DPoP", "dpop"),
+        Some(Confirmation::X5tS256(_)) => ("Bearer", "mtls"),
+        None => ("Bearer", "none"),
     };
     let mut event = token_event(
         if ask.parent.is_some() {
@@ -703,8 +697,8 @@ async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bod
                 map.insert(
                     "token_type".into(),
                     Value::from(match claims.cnf {
-                        Confirmation::Jkt(_) => "DPoP",
-                        Confirmation::X5tS256(_) => "Bearer",
+                        Some(Confirmation::Jkt(_)) => "DPoP",
+                        _ => "Bearer",
                     }),
                 );
                 map.insert("agent".into(), Value::from(agent.name));
@@ -911,7 +905,7 @@ pub(crate) fn check_resource_token(
         })
         .map_err(|refusal| OAuthError::token(&refusal, "DPoP"))?;
     // RFC 9449 §7.1: a DPoP-bound token goes with the DPoP scheme only.
-    if matches!(claims.cnf, Confirmation::Jkt(_)) && scheme != "DPoP" {
+    if matches!(claims.cnf, Some(Confirmation::Jkt(_))) && scheme != "DPoP" {
         return Err(OAuthError {
             status: StatusCode::UNAUTHORIZED,
             error: "invalid_token",

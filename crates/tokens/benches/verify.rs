@@ -103,7 +103,7 @@ fn run(name: &str, agent: &DpopKey, keys: &SigningKeys, revoked: &HashSet<String
         let claims = keys
             .verify(&token, NOW + 1, AUD, ISS)
             .expect("token verifies");
-        let Confirmation::Jkt(jkt) = &claims.cnf else {
+        let Some(Confirmation::Jkt(jkt)) = &claims.cnf else {
             panic!("bound by jkt")
         };
         let request = DpopRequest {

@@ -77,8 +77,10 @@ pub struct TaskClaims {
     pub task_id: String,
     /// Exactly one `agent_task` entry.
     pub authorization_details: Vec<TaskGrant>,
-    /// The key the token is bound to.
-    pub cnf: Confirmation,
+    /// The key the token is bound to; `None` only for an unbound bearer token,
+    /// which an issuer makes only when told to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     /// The actor chain of a delegated token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
@@ -120,7 +122,9 @@ impl TaskClaims {
             [grant] => grant.validate()?,
             other => return Err(TokenError::GrantCount { count: other.len() }),
         }
-        self.cnf.validate()?;
+        if let Some(cnf) = &self.cnf {
+            cnf.validate()?;
+        }
         let depth = self.delegation_depth();
         if depth > MAX_ACTOR_DEPTH {
             return Err(TokenError::ActorChainTooDeep {
@@ -268,7 +272,7 @@ mod tests {
     #[test]
     fn refuses_a_malformed_cnf_value() {
         let mut c = claims(1_000);
-        c.cnf = Confirmation::Jkt("not a thumbprint".into());
+        c.cnf = Some(Confirmation::Jkt("not a thumbprint".into()));
         assert!(matches!(
             c.validate(),
             Err(TokenError::BadConfirmation { member: "jkt", .. })

@@ -105,7 +105,17 @@ pub struct SigningKeys {
     active: SigningKey,
     active_public: [u8; 32],
     retired: Vec<RetiredKey>,
+    /// Keys of the other nodes of the same issuer: they verify, never sign.
+    peers: Vec<PeerKey>,
     overlap_seconds: i64,
+}
+
+/// Another node's key, known by its public half.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PeerKey {
+    kid: String,
+    public: [u8; 32],
+    retired_at: Option<i64>,
 }
 
 impl SigningKeys {
@@ -115,6 +125,7 @@ impl SigningKeys {
             active_public: public_bytes(&active.pair),
             active,
             retired: Vec::new(),
+            peers: Vec::new(),
             overlap_seconds: i64::from(overlap_seconds),
         }
     }
@@ -167,6 +178,41 @@ impl SigningKeys {
         gone.into_iter().map(|k: RetiredKey| k.kid).collect()
     }
 
+    /// Replaces the keys of the issuer's other nodes (sharing one store):
+    /// `(kid, public JWK, retired at)`. They verify under the same overlap
+    /// rule as this node's retired keys and appear in the JWKS; this node's own
+    /// kids are skipped. Only Ed25519 keys are accepted.
+    pub fn set_peer_keys(
+        &mut self,
+        keys: &[(String, PublicJwk, Option<i64>)],
+    ) -> Result<(), TokenError> {
+        let mut peers = Vec::with_capacity(keys.len());
+        for (kid, jwk, retired_at) in keys {
+            if kid == self.active.kid() || self.retired.iter().any(|k| &k.kid == kid) {
+                continue;
+            }
+            let PublicJwk::Okp { crv, x } = jwk else {
+                return Err(TokenError::UnsupportedAlgorithm {
+                    alg: format!("peer key {kid}: {}", jwk.describe()),
+                });
+            };
+            let bytes = jws::unb64(x)
+                .filter(|b| crv == "Ed25519" && b.len() == 32)
+                .ok_or_else(|| TokenError::UnsupportedAlgorithm {
+                    alg: format!("peer key {kid}: not an Ed25519 public key"),
+                })?;
+            let mut public = [0u8; 32];
+            public.copy_from_slice(&bytes);
+            peers.push(PeerKey {
+                kid: kid.clone(),
+                public,
+                retired_at: *retired_at,
+            });
+        }
+        self.peers = peers;
+        Ok(())
+    }
+
     fn refuse_known(&self, kid: &str) -> Result<(), TokenError> {
         if kid == self.active.kid() || self.retired.iter().any(|k| k.kid == kid) {
             return Err(TokenError::DuplicateKid {
@@ -186,6 +232,7 @@ impl SigningKeys {
         };
         let mut keys = vec![publish(self.active.kid(), self.active_public)];
         keys.extend(self.retired.iter().rev().map(|k| publish(&k.kid, k.public)));
+        keys.extend(self.peers.iter().map(|k| publish(&k.kid, k.public)));
         JwkSet { keys }
     }
 
@@ -279,22 +326,29 @@ impl SigningKeys {
         if kid == self.active.kid() {
             return Ok(&self.active_public);
         }
-        let key =
-            self.retired
+        let (public, retired_at) = match self.retired.iter().find(|k| k.kid == kid) {
+            Some(key) => (&key.public, Some(key.retired_at)),
+            None => self
+                .peers
                 .iter()
                 .find(|k| k.kid == kid)
+                .map(|k| (&k.public, k.retired_at))
                 .ok_or_else(|| TokenError::UnknownKid {
                     kid: kid.to_owned(),
-                })?;
-        let until = key.retired_at.saturating_add(self.overlap_seconds);
+                })?,
+        };
+        let Some(retired_at) = retired_at else {
+            return Ok(public);
+        };
+        let until = retired_at.saturating_add(self.overlap_seconds);
         if now >= until {
             return Err(TokenError::KeyRetired {
                 kid: kid.to_owned(),
-                retired_at: key.retired_at,
+                retired_at,
                 until,
             });
         }
-        Ok(&key.public)
+        Ok(public)
     }
 }
 

@@ -69,6 +69,9 @@ pub enum PresentationError {
     /// The request's client certificate is not the one the token is bound to.
     #[error("the client certificate presented is not the one the token is bound to (cnf x5t#S256)")]
     CertificateMismatch,
+    /// The token is bound to no key, and this verifier does not accept such tokens.
+    #[error("the token is not bound to a key (no cnf), and unbound bearer tokens are not accepted")]
+    Unbound,
     /// The token's task, or one of its ancestors, was revoked.
     #[error("task {task_id:?} has ended (completed or revoked)")]
     Revoked {
@@ -87,6 +90,7 @@ impl PresentationError {
             PresentationError::Token(_)
             | PresentationError::MissingClientCertificate
             | PresentationError::CertificateMismatch
+            | PresentationError::Unbound
             | PresentationError::Revoked { .. } => "invalid_token",
         }
     }
@@ -112,6 +116,7 @@ pub struct PresentationVerifier {
     audience: String,
     dpop: DpopVerifier,
     cache: VerifiedTokenCache,
+    accept_unbound: bool,
 }
 
 impl PresentationVerifier {
@@ -128,7 +133,15 @@ impl PresentationVerifier {
             audience: audience.to_owned(),
             dpop,
             cache: VerifiedTokenCache::new(cache_capacity),
+            accept_unbound: false,
         }
+    }
+
+    /// Accept tokens bound to no key (`cnf` absent) as plain bearer tokens.
+    /// Off by default: such a token is refused with [`PresentationError::Unbound`].
+    pub fn accept_unbound(mut self, accept: bool) -> PresentationVerifier {
+        self.accept_unbound = accept;
+        self
     }
 
     /// The cache of verified tokens (to [`VerifiedTokenCache::clear`] it when
@@ -160,7 +173,9 @@ impl PresentationVerifier {
             .cache
             .verify(keys, p.token, p.now, &self.audience, &self.issuer)?;
         match &claims.cnf {
-            Confirmation::Jkt(jkt) => {
+            None if self.accept_unbound => {}
+            None => return Err(PresentationError::Unbound),
+            Some(Confirmation::Jkt(jkt)) => {
                 let request = DpopRequest {
                     proof: p.dpop_proof,
                     method: p.method,
@@ -173,7 +188,7 @@ impl PresentationVerifier {
                 };
                 self.dpop.verify(&request, replay)?;
             }
-            Confirmation::X5tS256(x5t) => {
+            Some(Confirmation::X5tS256(x5t)) => {
                 let presented = p
                     .client_cert_x5t
                     .ok_or(PresentationError::MissingClientCertificate)?;

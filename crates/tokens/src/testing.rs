@@ -44,7 +44,7 @@ pub(crate) fn claims(now: i64) -> TaskClaims {
         jti: format!("tok-{now}"),
         task_id: "task-1".into(),
         authorization_details: vec![grant()],
-        cnf: Confirmation::Jkt(JKT.into()),
+        cnf: Some(Confirmation::Jkt(JKT.into())),
         act: None,
         task_chain: Vec::new(),
     }

@@ -354,3 +354,34 @@ fn a_retired_key_reloaded_after_restart_still_verifies() {
     keys.add_retired(&old, NOW).unwrap();
     assert!(keys.verify(&token, NOW + 30, AUD, ISS).is_ok());
 }
+
+#[test]
+fn a_peer_nodes_key_verifies_until_its_overlap_ends_and_appears_in_the_jwks() {
+    let other_node = keys();
+    let token = other_node.issue(&claims(NOW)).unwrap();
+    let mut here = keys();
+    assert!(matches!(
+        here.verify(&token, NOW + 1, AUD, ISS),
+        Err(TokenError::UnknownKid { .. })
+    ));
+    let peer = (
+        other_node.active_kid().to_owned(),
+        other_node.active.public_jwk(),
+        None,
+    );
+    here.set_peer_keys(std::slice::from_ref(&peer)).unwrap();
+    assert_eq!(here.verify(&token, NOW + 1, AUD, ISS).unwrap(), claims(NOW));
+    assert!(here.jwks().keys.iter().any(|k| k.kid == peer.0));
+    // Retired an hour ago with a one-hour overlap: no longer.
+    here.set_peer_keys(&[(peer.0.clone(), peer.1.clone(), Some(NOW - 3_600))])
+        .unwrap();
+    assert!(matches!(
+        here.verify(&token, NOW + 1, AUD, ISS),
+        Err(TokenError::KeyRetired { .. })
+    ));
+    // Another node cannot shadow this node's own key with a different one.
+    let own = here.active_kid().to_owned();
+    here.set_peer_keys(&[(own, peer.1.clone(), None)]).unwrap();
+    let mine = here.issue(&claims(NOW)).unwrap();
+    assert!(here.verify(&mine, NOW + 1, AUD, ISS).is_ok());
+}

@@ -38,7 +38,7 @@ impl Gateway {
     /// A token for the task `claims(NOW)`, bound to `agent`.
     fn token_for(&self, agent: &DpopKey) -> String {
         let mut c = claims(NOW);
-        c.cnf = Confirmation::Jkt(agent.thumbprint());
+        c.cnf = Some(Confirmation::Jkt(agent.thumbprint()));
         self.keys.issue(&c).unwrap()
     }
 
@@ -158,7 +158,7 @@ fn refuses_a_proof_made_for_another_token() {
     let token = gw.token_for(&agent);
     let mut c = claims(NOW);
     c.jti = "tok-other".into();
-    c.cnf = Confirmation::Jkt(agent.thumbprint());
+    c.cnf = Some(Confirmation::Jkt(agent.thumbprint()));
     let other = gw.keys.issue(&c).unwrap();
     let proof = agent.proof("POST", URI, Some(&other), NOW);
     assert!(matches!(
@@ -246,7 +246,10 @@ fn refuses_a_revoked_task() {
             task_id: "task-1".into()
         }
     );
-    assert_eq!(err.to_string(), "task \"task-1\" has been revoked");
+    assert_eq!(
+        err.to_string(),
+        "task \"task-1\" has ended (completed or revoked)"
+    );
     assert_eq!(err.error_code(), "invalid_token");
 }
 
@@ -265,7 +268,7 @@ fn refuses_a_task_whose_ancestor_was_revoked() {
             act: None,
         })),
     });
-    c.cnf = Confirmation::Jkt(agent.thumbprint());
+    c.cnf = Some(Confirmation::Jkt(agent.thumbprint()));
     let token = gw.keys.issue(&c).unwrap();
     let proof = agent.proof("POST", URI, Some(&token), NOW);
     gw.present(&call(&token, Some(&proof))).unwrap();
@@ -293,7 +296,7 @@ fn refuses_a_task_whose_ancestor_was_revoked() {
 fn an_x5t_bound_token_needs_its_client_certificate() {
     let gw = Gateway::new();
     let mut c = claims(NOW);
-    c.cnf = Confirmation::X5tS256(CERT.into());
+    c.cnf = Some(Confirmation::X5tS256(CERT.into()));
     let token = gw.keys.issue(&c).unwrap();
     let with_cert = |x5t| Presentation {
         client_cert_x5t: x5t,
@@ -317,7 +320,7 @@ fn an_x5t_bound_token_needs_its_client_certificate() {
 fn a_dpop_header_with_an_x5t_bound_token_is_ignored() {
     let gw = Gateway::new();
     let mut c = claims(NOW);
-    c.cnf = Confirmation::X5tS256(CERT.into());
+    c.cnf = Some(Confirmation::X5tS256(CERT.into()));
     let token = gw.keys.issue(&c).unwrap();
     let p = Presentation {
         client_cert_x5t: Some(CERT),
@@ -360,4 +363,18 @@ fn debug_output_hides_the_token_and_the_proof() {
     let p = call("secret.token.value", Some("secret.proof.value"));
     let shown = format!("{p:?}");
     assert!(!shown.contains("secret"), "{shown}");
+}
+
+#[test]
+fn an_unbound_token_is_refused_unless_bearer_tokens_are_accepted() {
+    let mut gateway = Gateway::new();
+    let mut c = claims(NOW);
+    c.cnf = None;
+    let token = gateway.keys.issue(&c).unwrap();
+    let err = gateway.present(&call(&token, None)).unwrap_err();
+    assert!(matches!(err, PresentationError::Unbound), "{err}");
+    assert_eq!(err.error_code(), "invalid_token");
+    gateway.verifier =
+        PresentationVerifier::new(ISS, AUD, DpopVerifier::default(), 100).accept_unbound(true);
+    assert!(gateway.present(&call(&token, None)).is_ok());
 }
