@@ -371,6 +371,25 @@ async fn delete_agent(
         return Err(ApiError::NotFound(format!("no agent named {name:?}")));
     }
     state.authority.put_agent(&agent.spiffe_id, None);
+    // A new agent of the same name gets the same SPIFFE ID: its predecessor's
+    // live tasks must not come back with it.
+    let tasks = state
+        .store
+        .tasks_of_agent(&agent.spiffe_id, true)
+        .await
+        .map_err(store_error)?;
+    for task in &tasks {
+        crate::oauth::end_task_tree(
+            &state,
+            &task.task_id,
+            mandate_store::TaskState::Revoked,
+            "agent deleted",
+        )
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable("the agent's tasks cannot be revoked in the store".into())
+        })?;
+    }
     audit_agent(&state, &headers, &agent, "deleted", None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

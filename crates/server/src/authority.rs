@@ -98,6 +98,8 @@ pub(crate) struct Authority {
     /// Bumped by every local agent change, so a sync that read the store
     /// before the change does not put the old state back.
     agent_changes: AtomicU64,
+    /// The same for tasks ended on this node.
+    ended_changes: AtomicU64,
 }
 
 impl std::fmt::Debug for Authority {
@@ -152,6 +154,7 @@ impl Authority {
             ended: RwLock::new(HashSet::new()),
             agents: RwLock::new(Arc::new(HashMap::new())),
             agent_changes: AtomicU64::new(0),
+            ended_changes: AtomicU64::new(0),
             peer_keys: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -188,6 +191,7 @@ impl Authority {
     /// Marks tasks ended on this node at once (the store already says so).
     pub(crate) fn mark_ended<'a>(&self, task_ids: impl IntoIterator<Item = &'a String>) {
         let mut ended = self.ended.write().unwrap_or_else(|e| e.into_inner());
+        self.ended_changes.fetch_add(1, Ordering::SeqCst);
         ended.extend(task_ids.into_iter().cloned());
     }
 
@@ -277,6 +281,7 @@ impl Authority {
     pub(crate) async fn sync(&self, store: &dyn Store) -> Result<(), StoreError> {
         let now_us = now_seconds().saturating_mul(1_000_000);
         let generation = self.agent_changes.load(Ordering::SeqCst);
+        let ended_generation = self.ended_changes.load(Ordering::SeqCst);
         let ended: HashSet<String> = store
             .ended_tasks_unexpired(now_us)
             .await?
@@ -289,15 +294,16 @@ impl Authority {
             .map(|a| (a.spiffe_id.clone(), a))
             .collect();
         {
-            // Ended tasks are only added here: one this node ended a moment
-            // ago and not yet visible to this read must stay ended. Expired
-            // ones are dropped, since expiry refuses them anyway.
+            // The store's set replaces the memory's only if no task ended on
+            // this node since the read began (it might not be in the read);
+            // otherwise the read is added. Expired tasks thus leave memory at
+            // a later sync; expiry refuses them meanwhile.
             let mut set = self.ended.write().unwrap_or_else(|e| e.into_inner());
-            if set.len() > ended.len().saturating_mul(2).max(4096) {
-                let keep: HashSet<String> = set.intersection(&ended).cloned().collect();
-                *set = keep;
+            if self.ended_changes.load(Ordering::SeqCst) == ended_generation {
+                *set = ended;
+            } else {
+                set.extend(ended);
             }
-            set.extend(ended);
         }
         {
             let mut guard = self.agents.write().unwrap_or_else(|e| e.into_inner());

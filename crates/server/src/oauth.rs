@@ -228,6 +228,31 @@ pub(crate) fn token_event(
     }
 }
 
+/// What a refused token claims, read without trusting it, for the audit
+/// record of the refusal: never the token itself.
+pub(crate) fn claimed(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+    let Some(Value::Object(claims)) = payload else {
+        return Value::Null;
+    };
+    let field = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .map(|v| v.chars().take(256).collect::<String>())
+    };
+    json!({"sub": field("sub"), "task_id": field("task_id"), "jti": field("jti"), "verified": false})
+}
+
 fn task_resource(task_id: &str) -> String {
     format!("Task::\"{task_id}\"")
 }
@@ -712,7 +737,7 @@ async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bod
                 "",
                 "",
                 "inactive",
-                json!({"endpoint": "introspect", "reason": refusal.to_string()}),
+                json!({"endpoint": "introspect", "reason": refusal.to_string(), "claimed": claimed(token)}),
             );
             if let Err(e) = audit(&state, event).await {
                 return e.into_response();
@@ -813,13 +838,7 @@ async fn revoke(
         Ok(c) => c,
         // RFC 7009 §2.2: an invalid token is answered 200. Without admin
         // rights and without possession, the caller is not authenticated.
-        Err(refusal)
-            if admin
-                || matches!(
-                    refusal,
-                    TokenRefusal::Presentation(mandate_tokens::PresentationError::Token(_))
-                ) =>
-        {
+        Err(refusal) if admin || !proves_nothing(&refusal) => {
             tracing::debug!(%refusal, "revocation of an invalid token");
             return StatusCode::OK.into_response();
         }
@@ -856,6 +875,18 @@ async fn revoke(
         return e.into_response();
     }
     StatusCode::OK.into_response()
+}
+
+/// Whether a refusal is about the caller's proof of possession (so it is not
+/// authenticated), rather than about the token being invalid or ended.
+fn proves_nothing(refusal: &TokenRefusal) -> bool {
+    use mandate_tokens::PresentationError as P;
+    matches!(
+        refusal,
+        TokenRefusal::Presentation(
+            P::Dpop(_) | P::MissingClientCertificate | P::CertificateMismatch | P::Unbound
+        )
+    )
 }
 
 /// The RFC 8705 thumbprint of the TLS client's certificate, if any.

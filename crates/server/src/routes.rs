@@ -246,6 +246,7 @@ async fn evaluation(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let mut request: EvaluationRequest = read_json(&state, &headers, body).await?;
+    let presented = request.subject.id.clone();
     let resolver = TaskTokenResolver::new(
         &state,
         format!("{}/access/v1/evaluation", listener.base),
@@ -259,7 +260,7 @@ async fn evaluation(
                 "",
                 "",
                 "rejected",
-                json!({"endpoint": "evaluation", "reason": reason}),
+                json!({"endpoint": "evaluation", "reason": reason, "claimed": crate::oauth::claimed(&presented)}),
             );
             state
                 .audit

@@ -2,6 +2,8 @@
 //! loopback port, against a real SQLite file or a fresh PostgreSQL database.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod agents;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
