@@ -164,7 +164,7 @@ async fn create_agent(
     let authority = &state.authority;
     let builtin = format!(
         "spiffe://{}/agent/{}",
-        authority.ca.trust_domain(),
+        authority.config.ca.trust_domain(),
         new.name
     );
     let spiffe_id = match &new.spiffe_id {
@@ -172,13 +172,19 @@ async fn create_agent(
         Some(id) => {
             let parsed =
                 SpiffeId::parse(id).map_err(|e| ApiError::BadRequest(format!("spiffe_id: {e}")))?;
-            if parsed.trust_domain() == authority.ca.trust_domain() && parsed.as_str() != builtin {
+            if parsed.trust_domain() == authority.config.ca.trust_domain()
+                && parsed.as_str() != builtin
+            {
                 return Err(ApiError::BadRequest(format!(
                     "spiffe_id: in the built-in trust domain an agent's ID is {builtin}"
                 )));
             }
-            if parsed.trust_domain() != authority.ca.trust_domain()
-                && authority.bundles.get(parsed.trust_domain()).is_none()
+            if parsed.trust_domain() != authority.config.ca.trust_domain()
+                && authority
+                    .config
+                    .bundles
+                    .get(parsed.trust_domain())
+                    .is_none()
             {
                 return Err(ApiError::BadRequest(format!(
                     "spiffe_id: no trust bundle is configured for trust domain {} (see trust_bundles)",
@@ -231,22 +237,23 @@ fn issue_svid(state: &AppState, spiffe_id: &str, public_key_pem: &str) -> Result
     let id = SpiffeId::parse(spiffe_id).map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = now_seconds();
     let certificate = authority
+        .config
         .ca
         .issue_x509_svid(
             &id,
             public_key_pem,
             now,
-            authority.settings.svid_ttl_seconds,
+            authority.config.settings.svid_ttl_seconds,
         )
         .map_err(|e| ApiError::BadRequest(format!("public_key_pem: {e}")))?;
     let expires =
-        now.saturating_add(i64::try_from(authority.settings.svid_ttl_seconds).unwrap_or(0));
+        now.saturating_add(i64::try_from(authority.config.settings.svid_ttl_seconds).unwrap_or(0));
     Ok(json!({
         "spiffe_id": spiffe_id,
         "certificate_pem": certificate,
-        "bundle_pem": authority.ca.cert_pem(),
-        "spiffe_bundle": serde_json::from_str::<Value>(&authority.ca.bundle().to_json()).unwrap_or(Value::Null),
-        "expires_at": rfc3339(expires.min(authority.ca.not_after()).saturating_mul(1_000_000)),
+        "bundle_pem": authority.config.ca.cert_pem(),
+        "spiffe_bundle": serde_json::from_str::<Value>(&authority.config.ca.bundle().to_json()).unwrap_or(Value::Null),
+        "expires_at": rfc3339(expires.min(authority.config.ca.not_after()).saturating_mul(1_000_000)),
     }))
 }
 
@@ -416,7 +423,7 @@ async fn renew_svid(
     }
     let builtin = format!(
         "spiffe://{}/agent/{}",
-        state.authority.ca.trust_domain(),
+        state.authority.config.ca.trust_domain(),
         agent.name
     );
     if agent.spiffe_id != builtin {
@@ -441,13 +448,13 @@ async fn rotate_keys(
     let new_kid = new_key.kid().to_owned();
     let now = now_seconds();
     let old_kid = authority.keys().active_kid().to_owned();
-    crate::node::replace_signing_key(&authority.signing_key_path, &new_key)
+    crate::node::replace_signing_key(&authority.config.signing_key_path, &new_key)
         .map_err(|e| ApiError::Internal(format!("cannot write the new signing key: {e:#}")))?;
     state
         .store
         .publish_signing_key(&SigningKeyRecord {
             kid: new_kid.clone(),
-            node_id: authority.node_id.clone(),
+            node_id: authority.config.node_id.clone(),
             public_jwk: serde_json::to_string(&new_key.public_jwk()).unwrap_or_default(),
             created_us: now_us(),
             retired_us: None,
@@ -468,7 +475,7 @@ async fn rotate_keys(
         "Admin::\"admin\"",
         &format!("SigningKey::\"{new_kid}\""),
         "rotated",
-        json!({"active_kid": new_kid, "retired_kid": old_kid, "node_id": authority.node_id}),
+        json!({"active_kid": new_kid, "retired_kid": old_kid, "node_id": authority.config.node_id}),
     );
     audit(&state, event)
         .await

@@ -23,6 +23,7 @@ pub(crate) struct TokenSettings {
     pub(crate) max_delegation_depth: usize,
     pub(crate) allow_bearer_tokens: bool,
     pub(crate) svid_ttl_seconds: u64,
+    pub(crate) dpop_iat_window_seconds: u32,
 }
 
 /// Why a presented task token is not accepted.
@@ -76,8 +77,8 @@ pub(crate) fn agents_in_chain(claims: &TaskClaims) -> Vec<&SpiffeId> {
     out
 }
 
-/// Identity and token state shared by every request.
-pub(crate) struct Authority {
+/// What an [`Authority`] is set up with at start, and keeps.
+pub(crate) struct AuthorityConfig {
     pub(crate) issuer: String,
     pub(crate) audience: String,
     pub(crate) jwt_svid_audience: String,
@@ -86,6 +87,11 @@ pub(crate) struct Authority {
     pub(crate) settings: TokenSettings,
     pub(crate) node_id: String,
     pub(crate) signing_key_path: PathBuf,
+}
+
+/// Identity and token state shared by every request.
+pub(crate) struct Authority {
+    pub(crate) config: AuthorityConfig,
     keys: RwLock<SigningKeys>,
     verifier: PresentationVerifier,
     dpop: mandate_tokens::DpopVerifier,
@@ -105,24 +111,10 @@ pub(crate) struct Authority {
 impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authority")
-            .field("issuer", &self.issuer)
-            .field("trust_domain", &self.ca.trust_domain())
+            .field("issuer", &self.config.issuer)
+            .field("trust_domain", &self.config.ca.trust_domain())
             .finish_non_exhaustive()
     }
-}
-
-/// Parts of an [`Authority`] that come from start-up.
-pub(crate) struct AuthorityParts {
-    pub(crate) issuer: String,
-    pub(crate) audience: String,
-    pub(crate) jwt_svid_audience: String,
-    pub(crate) ca: BuiltinCa,
-    pub(crate) bundles: TrustBundles,
-    pub(crate) settings: TokenSettings,
-    pub(crate) node_id: String,
-    pub(crate) signing_key_path: PathBuf,
-    pub(crate) keys: SigningKeys,
-    pub(crate) dpop_iat_window_seconds: u32,
 }
 
 /// Most verified tokens remembered, so a token's signature is checked once.
@@ -131,31 +123,26 @@ const TOKEN_CACHE: usize = 65_536;
 const REPLAY_MEMORY: usize = 1 << 20;
 
 impl Authority {
-    pub(crate) fn new(parts: AuthorityParts) -> Authority {
+    pub(crate) fn new(config: AuthorityConfig, keys: SigningKeys) -> Authority {
+        let settings = &config.settings;
+        let dpop = mandate_tokens::DpopVerifier::new(settings.dpop_iat_window_seconds);
         Authority {
             verifier: PresentationVerifier::new(
-                &parts.issuer,
-                &parts.audience,
-                mandate_tokens::DpopVerifier::new(parts.dpop_iat_window_seconds),
+                &config.issuer,
+                &config.audience,
+                dpop.clone(),
                 TOKEN_CACHE,
             )
-            .accept_unbound(parts.settings.allow_bearer_tokens),
-            dpop: mandate_tokens::DpopVerifier::new(parts.dpop_iat_window_seconds),
-            issuer: parts.issuer,
-            audience: parts.audience,
-            jwt_svid_audience: parts.jwt_svid_audience,
-            ca: parts.ca,
-            bundles: parts.bundles,
-            settings: parts.settings,
-            node_id: parts.node_id,
-            signing_key_path: parts.signing_key_path,
-            keys: RwLock::new(parts.keys),
+            .accept_unbound(settings.allow_bearer_tokens),
+            dpop,
+            keys: RwLock::new(keys),
             replay: MemoryReplayGuard::new(REPLAY_MEMORY),
             ended: RwLock::new(HashSet::new()),
             agents: RwLock::new(Arc::new(HashMap::new())),
             agent_changes: AtomicU64::new(0),
             ended_changes: AtomicU64::new(0),
             peer_keys: std::sync::Mutex::new(Vec::new()),
+            config,
         }
     }
 
@@ -259,7 +246,7 @@ impl Authority {
     ) -> Result<(TaskClaims, AgentRecord), TokenRefusal> {
         let claims = self
             .keys()
-            .verify(token, now, &self.audience, &self.issuer)
+            .verify(token, now, &self.config.audience, &self.config.issuer)
             .map_err(|e: TokenError| TokenRefusal::Presentation(PresentationError::Token(e)))?;
         if let Some(task_id) = claims.task_lineage().find(|id| self.is_ended(id)) {
             return Err(TokenRefusal::Presentation(PresentationError::Revoked {
@@ -314,13 +301,14 @@ impl Authority {
         self.sync_peer_keys(store).await
     }
 
-    /// Loads the other nodes' signing keys (same store, same issuer), so a
-    /// token issued by any node verifies on every node.
+    /// Loads the published signing keys (same store, same issuer): other
+    /// nodes' keys, and this node's own keys retired before a restart, so a
+    /// token issued by any node verifies on every node until its key's
+    /// overlap ends. Keys this node holds in memory are skipped.
     async fn sync_peer_keys(&self, store: &dyn Store) -> Result<(), StoreError> {
         let records = store.signing_keys().await?;
         let seen: Vec<(String, Option<i64>)> = records
             .iter()
-            .filter(|r| r.node_id != self.node_id)
             .map(|r| (r.kid.clone(), r.retired_us))
             .collect();
         {
@@ -331,7 +319,7 @@ impl Authority {
             *last = seen;
         }
         let mut peers = Vec::new();
-        for record in records.iter().filter(|r| r.node_id != self.node_id) {
+        for record in &records {
             let jwk = serde_json::from_str(&record.public_jwk)
                 .ok()
                 .and_then(|v| mandate_tokens::PublicJwk::from_json(&v).ok());

@@ -22,6 +22,22 @@ pub(crate) struct Listener {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PeerCertificates(pub(crate) Option<Arc<Vec<CertificateDer<'static>>>>);
 
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerCertificates {
+    type Rejection = std::convert::Infallible;
+
+    /// The TLS client's chain; none on the plain listener.
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<PeerCertificates>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
 /// The prefix of admin credentials, so a leaked one is recognisable.
 pub(crate) const ADMIN_PREFIX: &str = "mandate_admin_";
 

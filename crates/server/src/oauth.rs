@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use crate::authority::{TokenRefusal, acting_agent, now_seconds};
 use crate::caller::{Listener, PeerCertificates, authorization, matches_admin};
 use crate::issuance::{admit, agent_uid};
-use crate::routes::{now_us, read_limited, request_id};
+use crate::routes::{media_type, now_us, read_limited, request_id};
 use crate::state::AppState;
 
 /// RFC 8693 grant type.
@@ -128,15 +128,7 @@ pub(crate) async fn read_form(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Form, OAuthError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
+    if media_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(OAuthError::bad(
             "invalid_request",
             "Content-Type must be application/x-www-form-urlencoded",
@@ -187,7 +179,7 @@ pub(crate) fn client_svid(
 ) -> Result<Option<VerifiedX509Svid>, String> {
     match &peer.0 {
         None => Ok(None),
-        Some(chain) => verify_x509_svid(&state.authority.bundles, chain, now)
+        Some(chain) => verify_x509_svid(&state.authority.config.bundles, chain, now)
             .map(Some)
             .map_err(|e| format!("client certificate is not a valid X.509-SVID: {e}")),
     }
@@ -270,11 +262,10 @@ struct TokenAsk {
 async fn token(
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
-    peer: Option<Extension<PeerCertificates>>,
+    peer: PeerCertificates,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let peer = peer.map(|Extension(p)| p).unwrap_or_default();
     let form = match read_form(&state, &headers, body).await {
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -328,13 +319,13 @@ async fn exchange(
     }
     for name in ["audience", "resource"] {
         if let Some(aud) = form.get(name)
-            && aud != authority.audience
+            && aud != authority.config.audience
         {
             return Err(OAuthError::bad(
                 "invalid_target",
                 format!(
                     "{name} {aud:?} is not served here; task tokens are for {:?}",
-                    authority.audience
+                    authority.config.audience
                 ),
             ));
         }
@@ -370,7 +361,7 @@ async fn exchange(
             Some(svid) if svid.spiffe_id == ask.agent_id => {
                 Some(Confirmation::X5tS256(svid.x5t_s256.clone()))
             }
-            _ if authority.settings.allow_bearer_tokens => None,
+            _ if authority.config.settings.allow_bearer_tokens => None,
             _ => {
                 return Err(OAuthError::bad(
                     "invalid_request",
@@ -382,9 +373,11 @@ async fn exchange(
 
     let depth = ask.parent.as_ref().map_or(0, |p| p.delegation_depth() + 1);
     if let Some(parent) = &ask.parent {
-        if let Err(refusals) =
-            parent.may_delegate(&requested, now, authority.settings.max_delegation_depth)
-        {
+        if let Err(refusals) = parent.may_delegate(
+            &requested,
+            now,
+            authority.config.settings.max_delegation_depth,
+        ) {
             let code = if refusals.iter().any(|r| {
                 matches!(
                     r,
@@ -402,8 +395,8 @@ async fn exchange(
                 format!("delegation refused: {}", reasons.join("; ")),
             ));
         }
-    } else if requested.ttl_seconds > authority.settings.max_task_ttl_seconds {
-        requested.ttl_seconds = authority.settings.max_task_ttl_seconds;
+    } else if requested.ttl_seconds > authority.config.settings.max_task_ttl_seconds {
+        requested.ttl_seconds = authority.config.settings.max_task_ttl_seconds;
     }
     let bundle = state.engine.current();
     let admission = admit(&bundle, &ask.agent, &requested, depth).map_err(|refusal| {
@@ -429,9 +422,9 @@ async fn exchange(
         }
     };
     let claims = TaskClaims {
-        iss: authority.issuer.clone(),
+        iss: authority.config.issuer.clone(),
         sub,
-        aud: authority.audience.clone(),
+        aud: authority.config.audience.clone(),
         iat: now,
         nbf: now,
         exp: now.saturating_add(ttl),
@@ -561,15 +554,20 @@ fn identify(
 ) -> Result<TokenAsk, OAuthError> {
     let authority = &state.authority;
     let jwt_svid = |token: &str, param: &str| -> Result<SpiffeId, OAuthError> {
-        verify_jwt_svid(&authority.bundles, token, &authority.jwt_svid_audience, now)
-            .map(|v| v.spiffe_id)
-            .map_err(|e| {
-                OAuthError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    format!("{param} is not a valid JWT-SVID: {e}"),
-                )
-            })
+        verify_jwt_svid(
+            &authority.config.bundles,
+            token,
+            &authority.config.jwt_svid_audience,
+            now,
+        )
+        .map(|v| v.spiffe_id)
+        .map_err(|e| {
+            OAuthError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                format!("{param} is not a valid JWT-SVID: {e}"),
+            )
+        })
     };
     let one_identity = |token_id: Option<SpiffeId>, param: &str| -> Result<SpiffeId, OAuthError> {
         match (token_id, client) {
@@ -799,11 +797,10 @@ pub(crate) async fn end_task_tree(
 async fn revoke(
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
-    peer: Option<Extension<PeerCertificates>>,
+    peer: PeerCertificates,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let peer = peer.map(|Extension(p)| p).unwrap_or_default();
     let form = match read_form(&state, &headers, body).await {
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -953,11 +950,10 @@ pub(crate) fn check_resource_token(
 async fn complete(
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
-    peer: Option<Extension<PeerCertificates>>,
+    peer: PeerCertificates,
     Path(task_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let peer = peer.map(|Extension(p)| p).unwrap_or_default();
     let uri = format!("{}/tasks/{task_id}/complete", listener.base);
     let (claims, _) = match check_resource_token(&state, &headers, &peer, "POST", &uri) {
         Ok(c) => c,
@@ -1008,7 +1004,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
 async fn metadata(State(state): State<AppState>) -> Json<Value> {
-    let issuer = &state.authority.issuer;
+    let issuer = &state.authority.config.issuer;
     let mut body = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth/token"),

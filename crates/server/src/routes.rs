@@ -128,21 +128,23 @@ pub(crate) async fn read_json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|m| {
-            let m = m.trim().to_ascii_lowercase();
-            m == "application/json" || m.ends_with("+json")
-        })
-        .unwrap_or(false);
+    let is_json =
+        media_type(headers).is_some_and(|m| m == "application/json" || m.ends_with("+json"));
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = read_limited(body, headers, state.max_body_bytes).await?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
+}
+
+/// The request's media type (`Content-Type` without parameters), lower case.
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
 }
 
 /// Most bytes of an oversized body read and thrown away before answering 413.
@@ -240,7 +242,7 @@ async fn record(
 async fn evaluation(
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
-    peer: Option<Extension<PeerCertificates>>,
+    peer: PeerCertificates,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -250,7 +252,7 @@ async fn evaluation(
     let resolver = TaskTokenResolver::new(
         &state,
         format!("{}/access/v1/evaluation", listener.base),
-        peer.map(|Extension(p)| p).unwrap_or_default(),
+        peer,
     );
     if let Err(error) = resolver.resolve_typed(&mut request) {
         if let ResolveError::Token(reason) = &error {
@@ -280,7 +282,7 @@ async fn evaluation(
 async fn evaluations(
     State(state): State<AppState>,
     Extension(listener): Extension<Listener>,
-    peer: Option<Extension<PeerCertificates>>,
+    peer: PeerCertificates,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -290,7 +292,7 @@ async fn evaluations(
     let resolver = TaskTokenResolver::new(
         &state,
         format!("{}/access/v1/evaluations", listener.base),
-        peer.map(|Extension(p)| p).unwrap_or_default(),
+        peer,
     );
     // A batch can take milliseconds of CPU: keep it off the async workers so
     // single decisions on the same node are not held up behind it.

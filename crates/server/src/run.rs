@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::authority::{Authority, AuthorityParts, TokenSettings};
+use crate::authority::{Authority, AuthorityConfig, TokenSettings};
 
 use crate::config::Config;
 use crate::metrics;
@@ -167,7 +167,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         (Some(l), Some(base)) => {
             let tls_addr = l.local_addr()?;
             let tls_config = crate::tls::server_config(
-                &authority.ca,
+                &authority.config.ca,
                 tls_addr,
                 &config.tls_dns_names,
                 crate::authority::now_seconds(),
@@ -185,7 +185,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
 
-    tracing::info!(%addr, node_id, backend = store.backend(), policies = status.policies, policy_dir = %policy_dir.display(), trust_domain = %authority.ca.trust_domain(), "listening");
+    tracing::info!(%addr, node_id, backend = store.backend(), policies = status.policies, policy_dir = %policy_dir.display(), trust_domain = %authority.config.ca.trust_domain(), "listening");
     println!("mandate listening on http://{addr}");
     let app = router(state, timeout, &public_url);
     // Decisions are small request/response pairs: send each at once.
@@ -322,29 +322,31 @@ async fn start_authority(
     }
     let overlap = u32::try_from(config.signing_key_overlap_seconds).unwrap_or(u32::MAX);
     let keys = SigningKeys::new(key, overlap);
-    let authority = Authority::new(AuthorityParts {
-        issuer: issuer.to_owned(),
-        audience: config
-            .token_audience
-            .clone()
-            .unwrap_or_else(|| issuer.to_owned()),
-        jwt_svid_audience: config
-            .jwt_svid_audience
-            .clone()
-            .unwrap_or_else(|| issuer.to_owned()),
-        ca,
-        bundles,
-        settings: TokenSettings {
-            max_task_ttl_seconds: config.max_task_ttl_seconds,
-            max_delegation_depth: config.max_delegation_depth,
-            allow_bearer_tokens: config.allow_bearer_tokens,
-            svid_ttl_seconds: config.svid_ttl_seconds,
+    let authority = Authority::new(
+        AuthorityConfig {
+            issuer: issuer.to_owned(),
+            audience: config
+                .token_audience
+                .clone()
+                .unwrap_or_else(|| issuer.to_owned()),
+            jwt_svid_audience: config
+                .jwt_svid_audience
+                .clone()
+                .unwrap_or_else(|| issuer.to_owned()),
+            ca,
+            bundles,
+            settings: TokenSettings {
+                max_task_ttl_seconds: config.max_task_ttl_seconds,
+                max_delegation_depth: config.max_delegation_depth,
+                allow_bearer_tokens: config.allow_bearer_tokens,
+                svid_ttl_seconds: config.svid_ttl_seconds,
+                dpop_iat_window_seconds: config.dpop_iat_window_seconds,
+            },
+            node_id: node_id.to_owned(),
+            signing_key_path,
         },
-        node_id: node_id.to_owned(),
-        signing_key_path,
         keys,
-        dpop_iat_window_seconds: config.dpop_iat_window_seconds,
-    });
+    );
     authority.sync(store).await?;
     Ok(authority)
 }
