@@ -505,3 +505,35 @@ fn b64url_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Base64url without padding.
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(char::from(ALPHABET[((acc >> bits) & 63) as usize]));
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((acc << (6 - bits)) & 63) as usize]));
+    }
+    out
+}
+
+/// `token` with its claims replaced by `claims`, the header and signature kept.
+pub fn with_claims(token: &str, claims: &Value) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS");
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        b64url_encode(claims.to_string().as_bytes()),
+        parts[2]
+    )
+}
