@@ -106,17 +106,21 @@ pub fn evaluate_one(
 /// A deny for a batch item that could not be evaluated.
 fn item_error(
     index: usize,
-    message: String,
+    refusal: ItemRefusal,
     raw: &Value,
     digester: &RequestDigester,
 ) -> EvaluatedItem {
+    let ItemRefusal { status, message } = refusal;
     let decision = Decision::invalid(format!("evaluations[{index}]: {message}"));
     let mut message = message;
     if let Some((cut, _)) = message.char_indices().nth(Decision::MAX_MESSAGE) {
         message.truncate(cut);
     }
     let mut context = Map::new();
-    context.insert("error".into(), json!({"status": 400, "message": message}));
+    context.insert(
+        "error".into(),
+        json!({"status": status, "message": message}),
+    );
     EvaluatedItem {
         response: EvaluationResponse {
             decision: false,
@@ -164,12 +168,32 @@ pub enum BatchOutcome {
     Items(Vec<EvaluatedItem>),
 }
 
+/// Why one evaluation cannot be decided: the HTTP status it would get alone
+/// (400 for a bad request, 401 for a refused credential) and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRefusal {
+    /// The status, reported in the item's `context.error.status`.
+    pub status: u16,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl ItemRefusal {
+    /// A malformed request (400).
+    pub fn bad_request(message: impl Into<String>) -> ItemRefusal {
+        ItemRefusal {
+            status: 400,
+            message: message.into(),
+        }
+    }
+}
+
 /// Turns a request as the caller sent it into the request to decide, before it
 /// is mapped onto Cedar: the server uses it to replace a task-token subject by
-/// the verified agent and its task. `Err` denies that request with the message.
+/// the verified agent and its task. `Err` denies that request.
 pub trait SubjectResolver {
     /// Rewrites `request` in place, or says why it cannot be decided.
-    fn resolve(&self, request: &mut EvaluationRequest) -> Result<(), String>;
+    fn resolve(&self, request: &mut EvaluationRequest) -> Result<(), ItemRefusal>;
 }
 
 /// Leaves every request as it is.
@@ -177,7 +201,7 @@ pub trait SubjectResolver {
 pub struct AsSent;
 
 impl SubjectResolver for AsSent {
-    fn resolve(&self, _: &mut EvaluationRequest) -> Result<(), String> {
+    fn resolve(&self, _: &mut EvaluationRequest) -> Result<(), ItemRefusal> {
         Ok(())
     }
 }
@@ -225,7 +249,7 @@ pub fn evaluate_batch_resolved(
         Some(items) if !items.is_empty() => items,
         _ => {
             let mut single = merged_item(&defaults, &Value::Object(Map::new()))?;
-            resolver.resolve(&mut single)?;
+            resolver.resolve(&mut single).map_err(|r| r.message)?;
             let item =
                 evaluate_one(bundle, &single, limits, digester).map_err(|e| e.to_string())?;
             return Ok(BatchOutcome::Single(Box::new(item)));
@@ -256,16 +280,23 @@ pub fn evaluate_batch_resolved(
         .unwrap_or_default();
     let mut out = Vec::with_capacity(items.len());
     for (index, raw) in items.iter().enumerate() {
-        let merged = merged_item(&defaults, raw).and_then(|mut request| {
-            resolver.resolve(&mut request)?;
-            Ok(request)
-        });
+        let merged = merged_item(&defaults, raw)
+            .map_err(ItemRefusal::bad_request)
+            .and_then(|mut request| {
+                resolver.resolve(&mut request)?;
+                Ok(request)
+            });
         let item = match merged {
             Ok(request) => match evaluate_one(bundle, &request, limits, digester) {
                 Ok(item) => item,
-                Err(e) => item_error(index, e.to_string(), raw, digester),
+                Err(e) => item_error(
+                    index,
+                    ItemRefusal::bad_request(e.to_string()),
+                    raw,
+                    digester,
+                ),
             },
-            Err(message) => item_error(index, message, raw, digester),
+            Err(refusal) => item_error(index, refusal, raw, digester),
         };
         let allowed = item.decision.is_allow();
         out.push(item);

@@ -12,7 +12,7 @@ mod mapping;
 mod wire;
 
 pub use batch::{
-    AsSent, BatchLimits, BatchOutcome, EvaluatedItem, SubjectResolver, evaluate_batch,
+    AsSent, BatchLimits, BatchOutcome, EvaluatedItem, ItemRefusal, SubjectResolver, evaluate_batch,
     evaluate_batch_resolved, evaluate_one,
 };
 pub use mapping::{MappingError, ParsedRequest, to_cedar};

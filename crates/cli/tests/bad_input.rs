@@ -284,7 +284,10 @@ async fn malformed_requests_are_refused_at_once_and_leave_no_audit_record() {
     decisions += 5;
 
     assert!(node.stop().success(), "{}", node.logs());
-    assert_eq!(verified_record_count(&store.url), decisions);
+    assert_eq!(
+        verified_record_count(&store.url),
+        decisions + common::FIRST_START_RECORDS
+    );
     // The two bad items are recorded as denies with their reason.
     let records = audit_records(&store.url);
     let last: Vec<&str> = records[records.len() - 5..]
@@ -360,6 +363,9 @@ async fn evaluation_endpoints_need_the_bearer_key_and_health_does_not() {
     assert_eq!(ready.status().as_u16(), 200);
 
     assert!(node.stop().success(), "{}", node.logs());
-    assert_eq!(verified_record_count(&store.url), 2);
+    assert_eq!(
+        verified_record_count(&store.url),
+        2 + common::FIRST_START_RECORDS
+    );
     store.cleanup().await;
 }

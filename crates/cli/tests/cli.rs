@@ -321,7 +321,7 @@ fn policy_check_refuses_a_policy_that_violates_the_schema() {
 }
 
 #[test]
-fn audit_verify_on_a_new_empty_store_finds_0_records() {
+fn audit_verify_on_a_new_store_finds_only_the_first_start_record() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("new.db");
     let url = format!("sqlite://{}", db.display());
@@ -330,7 +330,8 @@ fn audit_verify_on_a_new_empty_store_finds_0_records() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stderr(&out).contains("no database at"), "{}", stderr(&out));
     assert!(!db.exists(), "verify must not create the database");
-    // A node that made no decision leaves an empty, intact, sealed chain.
+    // A node that made no decision leaves an intact, sealed chain holding only
+    // its first-start record.
     let data = dir.path().join("data");
     let mut node = common::Node::start(&data, &url, &todo_policies(), &[]);
     assert!(node.stop().success());
@@ -347,7 +348,7 @@ fn audit_verify_on_a_new_empty_store_finds_0_records() {
     assert_eq!(
         stdout(&out),
         format!(
-            "audit log intact: 0 records ({}: 0, seal checked)\n",
+            "audit log intact: 1 records ({}: 1, seal checked)\n",
             node_id.trim()
         )
     );

@@ -5,7 +5,8 @@ mod common;
 
 use common::{Node, TestStore, backends, mandate, post_json, todo_policies};
 
-/// Raw SQL that tampers with a five-record chain, and the record verify must name.
+/// Raw SQL that tampers with a five-record chain (the first-start record and
+/// four decisions), and the record verify must name.
 const TAMPERINGS: [(&str, &str, u64); 5] = [
     (
         "modified",
@@ -42,7 +43,7 @@ async fn audit_verify_names_the_first_record_broken_by_each_kind_of_tampering() 
         for (name, sql, broken) in TAMPERINGS {
             let store = TestStore::new(backend).await;
             let mut node = store.start_todo_node();
-            for _ in 0..5 {
+            for _ in 0..5 - common::FIRST_START_RECORDS {
                 let (status, body) =
                     post_json(&client, &node.url("/access/v1/evaluation"), &request).await;
                 assert_eq!(
@@ -100,7 +101,10 @@ async fn a_log_wiped_whole_passes_without_the_node_key_and_fails_with_it() {
         let stdout = String::from_utf8_lossy(&sealed.stdout);
         assert!(sealed.status.success(), "{backend:?}: {stdout}");
         assert!(
-            stdout.contains(": 3, seal checked)"),
+            stdout.contains(&format!(
+                ": {}, seal checked)",
+                3 + common::FIRST_START_RECORDS
+            )),
             "{backend:?}: {stdout}"
         );
 

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use mandate_authzen::{EvaluationRequest, Subject, SubjectResolver};
+use mandate_authzen::{EvaluationRequest, ItemRefusal, Subject, SubjectResolver};
 use mandate_store::AgentRecord;
 use mandate_tokens::{Presentation, TaskClaims};
 use serde_json::{Map, Value, json};
@@ -140,10 +140,13 @@ impl TaskTokenResolver {
 }
 
 impl SubjectResolver for TaskTokenResolver {
-    fn resolve(&self, request: &mut EvaluationRequest) -> Result<(), String> {
+    fn resolve(&self, request: &mut EvaluationRequest) -> Result<(), ItemRefusal> {
         self.resolve_typed(request).map_err(|e| match e {
-            ResolveError::Reserved(m) => m,
-            ResolveError::Token(m) => format!("task token refused: {m}"),
+            ResolveError::Reserved(m) => ItemRefusal::bad_request(m),
+            ResolveError::Token(m) => ItemRefusal {
+                status: 401,
+                message: format!("task token refused: {m}"),
+            },
         })
     }
 }

@@ -142,6 +142,10 @@ impl TestStore {
     }
 }
 
+/// Records a node writes at its first start on a new store, before any
+/// request: the creation of the admin credential.
+pub const FIRST_START_RECORDS: usize = 1;
+
 /// A running `mandate serve`.
 pub struct Node {
     child: Option<Child>,
