@@ -41,6 +41,10 @@ enum Command {
     /// Rotate the token signing key (through the admin API).
     #[command(subcommand)]
     Keys(commands::agent::KeysCommand),
+    /// Set, rotate, list and delete secrets (through the admin API); values
+    /// are read from stdin and never shown.
+    #[command(subcommand)]
+    Secret(commands::secret::SecretCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
             Command::Keys(cmd) => commands::agent::run_keys(cmd).await,
             Command::Token(cmd) => commands::token::run(cmd).await,
             Command::Dpop(args) => commands::token::dpop(args),
+            Command::Secret(cmd) => commands::secret::run(cmd).await,
         }
     });
     match result {

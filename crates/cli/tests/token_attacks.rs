@@ -351,7 +351,7 @@ async fn an_expired_token_is_refused_with_a_message_about_expiry() {
     // An expired parent cannot be delegated from either.
     let helper = node.agent("helper").await;
     let got = node.delegate(&token, &helper, &file_task()).await;
-    assert_oauth_error(&got, 400, "invalid_grant", "token expired at");
+    assert_oauth_error(&got, 400, "invalid_request", "token expired at");
     node.finish().await;
 }
 
@@ -705,7 +705,7 @@ async fn a_valid_child_works_and_dies_with_its_parent() {
     let got = node
         .delegate(&child, &intern, &task(&["files.read"], &["read"], 60))
         .await;
-    assert_oauth_error(&got, 400, "invalid_grant", "has ended");
+    assert_oauth_error(&got, 400, "invalid_request", "has ended");
     node.finish().await;
 }
 
@@ -931,12 +931,22 @@ async fn an_expired_svid_is_refused() {
         )
         .await;
     assert_oauth_error(&got, 401, "invalid_client", "X.509-SVID expired at");
-    // The same agent with a current SVID from the same CA is fine.
-    let fresh = svid_from(&node.ca(), &agent.spiffe_id, now(), 600);
+    // The same agent with its current SVID is fine. (A current SVID from the
+    // same CA for another key is not: the registry pins the agent's key.)
     let (status, body) = node
-        .token_request(&fresh.client(&node), &[], Some(&fresh.dpop()), &file_task())
+        .token_request(&agent.mtls(), &[], Some(&agent.dpop_key()), &file_task())
         .await;
     assert_eq!(status, 200, "{body}");
+    let other_key = svid_from(&node.ca(), &agent.spiffe_id, now(), 600);
+    let got = node
+        .token_request(
+            &other_key.client(&node),
+            &[],
+            Some(&other_key.dpop()),
+            &file_task(),
+        )
+        .await;
+    assert_oauth_error(&got, 400, "unauthorized_client", "no longer");
     node.finish().await;
 }
 
@@ -1198,8 +1208,8 @@ async fn a_spire_workload_can_be_a_sub_agent_with_its_jwt_svid_as_actor_token() 
     .await;
     assert_oauth_error(
         &got,
-        401,
-        "invalid_client",
+        400,
+        "invalid_request",
         "actor_token is not a valid JWT-SVID: JWT-SVID audience",
     );
     node.finish().await;
@@ -1238,7 +1248,7 @@ async fn jwt_svids_that_are_not_for_us_are_refused() {
             &file_task(),
         )
         .await;
-        assert_oauth_error(&got, 401, "invalid_client", needle);
+        assert_oauth_error(&got, 400, "invalid_request", needle);
         let description = got.1["error_description"].as_str().unwrap();
         assert!(
             description.starts_with("subject_token is not a valid JWT-SVID"),

@@ -38,11 +38,13 @@ pub enum AuditKind {
     AgentChanged,
     /// An administrator credential was created or refused.
     AdminAccess,
+    /// A secret was created, rotated or deleted (never its value).
+    SecretChanged,
 }
 
 impl AuditKind {
     /// Every kind with its stored name.
-    const NAMES: [(AuditKind, &'static str); 10] = [
+    const NAMES: [(AuditKind, &'static str); 11] = [
         (AuditKind::Decision, "decision"),
         (AuditKind::TokenIssued, "token_issued"),
         (AuditKind::TokenRefused, "token_refused"),
@@ -53,6 +55,7 @@ impl AuditKind {
         (AuditKind::KeyRotated, "key_rotated"),
         (AuditKind::AgentChanged, "agent_changed"),
         (AuditKind::AdminAccess, "admin_access"),
+        (AuditKind::SecretChanged, "secret_changed"),
     ];
 
     /// The stored name.

@@ -28,7 +28,7 @@ pub use ca::{BuiltinCa, MANDATE_SPIFFE_PATH, NOT_BEFORE_BACKDATE_SECONDS};
 pub use certs::{certificates_from_pem, x5t_s256};
 pub use error::IdentityError;
 pub use jwt_svid::{JWT_NBF_LEEWAY_SECONDS, VerifiedJwtSvid, verify_jwt_svid};
-pub use keys::{generate_agent_key, public_key_pem_of};
+pub use keys::{generate_agent_key, public_key_pem_of, public_key_sha256};
 pub use mandate_tokens::SpiffeId;
 pub use tls::DeferredClientCertVerifier;
 pub use x509_svid::{VerifiedX509Svid, verify_x509_svid};

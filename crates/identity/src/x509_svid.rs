@@ -23,6 +23,9 @@ pub struct VerifiedX509Svid {
     pub not_after: i64,
     /// The leaf's RFC 8705 `x5t#S256` (see [`x5t_s256`]), for binding tokens.
     pub x5t_s256: String,
+    /// SHA-256 (hex) of the leaf's SubjectPublicKeyInfo: which key it
+    /// certifies (see [`crate::public_key_sha256`]).
+    pub public_key_sha256: String,
 }
 
 /// Verifies an X.509-SVID chain (leaf first, then intermediates) at `now`.
@@ -98,6 +101,7 @@ pub fn verify_x509_svid(
 
     Ok(VerifiedX509Svid {
         x5t_s256: x5t_s256(leaf_der),
+        public_key_sha256: hex_sha256(leaf.public_key().raw),
         spiffe_id,
         not_after,
     })
@@ -170,4 +174,13 @@ fn webpki_reason(error: &webpki::Error) -> String {
         webpki::Error::CaUsedAsEndEntity => "the leaf is a CA certificate".to_owned(),
         other => format!("rustls-webpki refused it ({other})"),
     }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -24,6 +24,7 @@ fn verifies_a_spire_workload_svid_with_its_intermediate() {
             spiffe_id: "spiffe://example.org/workload".parse().unwrap(),
             not_after: FIXTURE_EXPIRY,
             x5t_s256: fixture("workload.x5t").trim().to_owned(),
+            public_key_sha256: verified.public_key_sha256.clone(),
         }
     );
     assert_eq!(verified.x5t_s256, x5t_s256(&presented[0]));

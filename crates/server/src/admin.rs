@@ -35,16 +35,17 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/v1/agents/{name}/svid", post(renew_svid))
         .route("/admin/v1/keys/rotate", post(rotate_keys))
         .route("/admin/v1/tasks/{id}", get(show_task))
+        .route("/admin/v1/tasks/{id}/revoke", post(revoke_task))
 }
 
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match authorization(headers, "Bearer") {
         Some(c) if matches_admin(c, &state.admin_hashes()) => Ok(()),
         _ => Err(ApiError::AdminRequired),
     }
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict { what } => ApiError::Conflict(what),
         other => ApiError::Internal(other.to_string()),
@@ -65,7 +66,7 @@ fn agent_json(a: &AgentRecord) -> Value {
     })
 }
 
-fn rfc3339(us: i64) -> String {
+pub(crate) fn rfc3339(us: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .ok()
         .and_then(|t| {
@@ -216,6 +217,8 @@ async fn create_agent(
         status: AgentStatus::Active,
         created_us: now,
         updated_us: now,
+        key_sha256: new.public_key_pem.as_deref().map(key_hash).transpose()?,
+        credentials_since_us: now,
     };
     state
         .store
@@ -229,6 +232,12 @@ async fn create_agent(
         body["svid"] = svid;
     }
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The SHA-256 of a public key PEM, as the agent record keeps it.
+fn key_hash(public_key_pem: &str) -> Result<String, ApiError> {
+    mandate_identity::public_key_sha256(public_key_pem)
+        .map_err(|e| ApiError::BadRequest(format!("public_key_pem: {e}")))
 }
 
 /// Issues an X.509-SVID from the built-in CA for `public_key_pem`.
@@ -433,7 +442,24 @@ async fn renew_svid(
         )));
     }
     let svid = issue_svid(&state, &agent.spiffe_id, &renewal.public_key_pem)?;
-    audit_agent(&state, &headers, &agent, "svid_renewed", Some(&svid)).await?;
+    // A new key retires the old one: its SVIDs and every token issued
+    // before now stop working. The same key just gets a fresh SVID.
+    let key = key_hash(&renewal.public_key_pem)?;
+    let (agent, outcome) = if agent.key_sha256.as_deref() == Some(key.as_str()) {
+        (agent, "svid_renewed")
+    } else {
+        let rekeyed = state
+            .store
+            .set_agent_key(&name, &key, now_us())
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::NotFound(format!("no agent named {name:?}")))?;
+        state
+            .authority
+            .put_agent(&rekeyed.spiffe_id, Some(rekeyed.clone()));
+        (rekeyed, "rekeyed")
+    };
+    audit_agent(&state, &headers, &agent, outcome, Some(&svid)).await?;
     Ok(Json(json!({"agent": agent_json(&agent), "svid": svid})))
 }
 
@@ -508,4 +534,40 @@ async fn show_task(
         "ended_at": task.ended_us.map(rfc3339),
         "end_reason": task.end_reason,
     })))
+}
+
+/// Revokes a task and everything delegated from it, by ID (administrators
+/// rarely hold the token itself).
+async fn revoke_task(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let task = state
+        .store
+        .task(&id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {id:?}")))?;
+    let ended = crate::oauth::end_task_tree(
+        &state,
+        &task.task_id,
+        mandate_store::TaskState::Revoked,
+        "revoked by admin",
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable("the task cannot be ended in the store".into()))?;
+    let event = token_event(
+        AuditKind::TaskRevoked,
+        &headers,
+        "Admin::\"admin\"",
+        &format!("Task::\"{}\"", task.task_id),
+        "revoked",
+        json!({"task_id": task.task_id, "by": "admin", "ended": ended}),
+    );
+    audit(&state, event)
+        .await
+        .map_err(|_| ApiError::Unavailable("the audit log cannot be written".into()))?;
+    Ok(Json(json!({"task_id": task.task_id, "ended": ended})))
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,6 +24,8 @@ pub(crate) struct TokenSettings {
     pub(crate) allow_bearer_tokens: bool,
     pub(crate) svid_ttl_seconds: u64,
     pub(crate) dpop_iat_window_seconds: u32,
+    /// Revocation state older than this refuses every token (fail closed).
+    pub(crate) stale_after_seconds: i64,
 }
 
 /// Why a presented task token is not accepted.
@@ -32,6 +34,21 @@ pub(crate) enum TokenRefusal {
     /// Signature, claims, binding or revocation.
     #[error(transparent)]
     Presentation(#[from] PresentationError),
+    /// This node has not been able to re-read revocations from the store for
+    /// too long: it cannot know whether the token was revoked elsewhere.
+    #[error(
+        "revocation state is {age} s old (the store cannot be read); task tokens are refused until it is current again"
+    )]
+    Stale {
+        /// Seconds since the last successful read.
+        age: i64,
+    },
+    /// The token predates the agent's current credentials.
+    #[error("the token was issued before agent {agent} was re-registered or re-keyed")]
+    Predates {
+        /// Its SPIFFE ID.
+        agent: String,
+    },
     /// The agent (or one in the delegation chain) is suspended or gone.
     #[error("agent {agent} is {state}")]
     Agent {
@@ -47,7 +64,9 @@ impl TokenRefusal {
     pub(crate) fn error_code(&self) -> &'static str {
         match self {
             TokenRefusal::Presentation(p) => p.error_code(),
-            TokenRefusal::Agent { .. } => "invalid_token",
+            TokenRefusal::Agent { .. }
+            | TokenRefusal::Stale { .. }
+            | TokenRefusal::Predates { .. } => "invalid_token",
         }
     }
 }
@@ -106,6 +125,8 @@ pub(crate) struct Authority {
     agent_changes: AtomicU64,
     /// The same for tasks ended on this node.
     ended_changes: AtomicU64,
+    /// When revocations were last read from the store, unix seconds.
+    synced_at: AtomicI64,
 }
 
 impl std::fmt::Debug for Authority {
@@ -142,6 +163,7 @@ impl Authority {
             agent_changes: AtomicU64::new(0),
             ended_changes: AtomicU64::new(0),
             peer_keys: std::sync::Mutex::new(Vec::new()),
+            synced_at: AtomicI64::new(0),
             config,
         }
     }
@@ -226,6 +248,7 @@ impl Authority {
         &self,
         presentation: &Presentation<'_>,
     ) -> Result<(Arc<TaskClaims>, AgentRecord), TokenRefusal> {
+        self.check_fresh(presentation.now)?;
         let keys = self.keys();
         let claims = self.verifier.verify(
             &keys,
@@ -244,6 +267,7 @@ impl Authority {
         token: &str,
         now: i64,
     ) -> Result<(TaskClaims, AgentRecord), TokenRefusal> {
+        self.check_fresh(now)?;
         let claims = self
             .keys()
             .verify(token, now, &self.config.audience, &self.config.issuer)
@@ -257,9 +281,47 @@ impl Authority {
         Ok((claims, agent))
     }
 
+    /// The signature, `iss`, `aud` and expiry of a token, and nothing else:
+    /// enough for an administrator to revoke it.
+    pub(crate) fn verify_signature(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<TaskClaims, TokenRefusal> {
+        self.keys()
+            .verify(token, now, &self.config.audience, &self.config.issuer)
+            .map_err(|e| TokenRefusal::Presentation(PresentationError::Token(e)))
+    }
+
+    /// The token and the caller's proof of possessing it, whatever the state
+    /// of its task and agents: enough for its holder to revoke it.
+    pub(crate) fn verify_possession(
+        &self,
+        presentation: &Presentation<'_>,
+    ) -> Result<Arc<TaskClaims>, TokenRefusal> {
+        let keys = self.keys();
+        Ok(self
+            .verifier
+            .verify(&keys, &self.replay, &|_: &str| false, presentation)?)
+    }
+
+    /// Refuses every token while the revocation state is stale.
+    fn check_fresh(&self, now: i64) -> Result<(), TokenRefusal> {
+        let age = now.saturating_sub(self.synced_at.load(Ordering::SeqCst));
+        if age > self.config.settings.stale_after_seconds {
+            return Err(TokenRefusal::Stale { age });
+        }
+        Ok(())
+    }
+
     fn check_chain(&self, claims: &TaskClaims) -> Result<AgentRecord, TokenRefusal> {
         for id in agents_in_chain(claims) {
-            self.check_active(id)?;
+            let agent = self.check_active(id)?;
+            if claims.iat < agent.credentials_since_us.div_euclid(1_000_000) {
+                return Err(TokenRefusal::Predates {
+                    agent: id.to_string(),
+                });
+            }
         }
         self.check_active(acting_agent(claims))
     }
@@ -298,6 +360,7 @@ impl Authority {
                 *guard = Arc::new(agents);
             }
         }
+        self.synced_at.store(now_us / 1_000_000, Ordering::SeqCst);
         self.sync_peer_keys(store).await
     }
 

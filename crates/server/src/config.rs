@@ -97,6 +97,15 @@ pub struct Config {
     /// How often revocations, suspensions and keys are re-read from the store
     /// (other nodes' changes), in milliseconds.
     pub sync_ms: u64,
+    /// The key-encryption key that seals secrets at rest: 64 hex characters or
+    /// the base64 of 32 bytes. Best given as `MANDATE_SECRETS_KEK`. Default
+    /// (neither this nor `secrets_kek_file`): generated once and kept in
+    /// `<data_dir>/secrets.kek`, next to the database, with a warning at start.
+    #[serde(deserialize_with = "text_or_number")]
+    pub secrets_kek: Option<String>,
+    /// A file holding the key-encryption key (same forms as `secrets_kek`),
+    /// kept outside the data directory. Not together with `secrets_kek`.
+    pub secrets_kek_file: Option<PathBuf>,
 }
 
 /// A SPIFFE trust bundle to load at start.
@@ -169,13 +178,15 @@ impl Default for Config {
             signing_key_overlap_seconds: 3600,
             dpop_iat_window_seconds: 60,
             sync_ms: 250,
+            secrets_kek: None,
+            secrets_kek_file: None,
         }
     }
 }
 
 /// The keys a `MANDATE_*` variable may set. Other `MANDATE_*` variables (used by
 /// tests or other tools) are left alone rather than rejected.
-pub const KEYS: [&str; 30] = [
+pub const KEYS: [&str; 32] = [
     "listen",
     "data_dir",
     "policy_dir",
@@ -206,6 +217,8 @@ pub const KEYS: [&str; 30] = [
     "signing_key_overlap_seconds",
     "dpop_iat_window_seconds",
     "sync_ms",
+    "secrets_kek",
+    "secrets_kek_file",
 ];
 
 /// A configuration that cannot be used. The message names the key.
@@ -332,6 +345,25 @@ impl Config {
         }
         if !(50..=10_000).contains(&self.sync_ms) {
             return invalid("sync_ms", "must be between 50 and 10000");
+        }
+        if self.secrets_kek.is_some() && self.secrets_kek_file.is_some() {
+            return invalid(
+                "secrets_kek",
+                "set secrets_kek or secrets_kek_file, not both",
+            );
+        }
+        if let Some(text) = &self.secrets_kek
+            && let Err(error) = mandate_secrets::Kek::parse(text)
+        {
+            // The message never quotes the key.
+            return invalid("secrets_kek", &error.to_string());
+        }
+        if self
+            .secrets_kek_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return invalid("secrets_kek_file", "must be a path");
         }
         for bundle in &self.trust_bundles {
             if bundle.trust_domain == self.trust_domain {
@@ -508,6 +540,37 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.authzen_api_key.as_deref(), Some("1234567890123456789"));
+    }
+
+    #[test]
+    fn a_secrets_kek_is_checked_without_being_quoted() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let c = load_in_jail(|jail| {
+            jail.set_env("MANDATE_SECRETS_KEK", hex);
+            Config::load(None, Flags::default())
+        })
+        .unwrap();
+        assert_eq!(c.secrets_kek.as_deref(), Some(hex));
+        let err = load_in_jail(|jail| {
+            jail.set_env("MANDATE_SECRETS_KEK", "c2hvcnQtc2VjcmV0");
+            Config::load(None, Flags::default())
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "configuration: secrets_kek: the secrets KEK must be 64 hex characters or the base64 \
+             of 32 bytes: it does not decode to exactly 32 bytes"
+        );
+        let err = load_in_jail(|jail| {
+            jail.set_env("MANDATE_SECRETS_KEK", hex);
+            jail.set_env("MANDATE_SECRETS_KEK_FILE", "/etc/mandate/kek");
+            Config::load(None, Flags::default())
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "configuration: secrets_kek: set secrets_kek or secrets_kek_file, not both"
+        );
     }
 
     #[test]

@@ -220,6 +220,8 @@ mod tests {
             status: AgentStatus::Active,
             created_us: 0,
             updated_us: 0,
+            key_sha256: None,
+            credentials_since_us: 0,
         }
     }
 

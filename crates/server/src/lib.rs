@@ -8,6 +8,7 @@
 //! `mandate-store`; this crate only connects them to HTTP.
 
 mod admin;
+mod admin_secrets;
 mod authority;
 mod caller;
 mod config;
@@ -21,6 +22,7 @@ mod run;
 mod state;
 mod task_subject;
 mod tls;
+mod vault;
 
 pub use config::{Config, ConfigError, KEYS, LogFormat, TrustBundleSource};
 pub use error::ApiError;

@@ -1,6 +1,7 @@
-//! The node's own files in the data directory: its ID and its audit digest key.
+//! The node's own files in the data directory: its ID, its audit digest and
+//! head keys, its CA and signing key, and (by default) its secrets KEK.
 //!
-//! Both are made once, on first start, and kept: the node ID names this node's
+//! Each is made once, on first start, and kept: the node ID names this node's
 //! audit chain, and the key makes request digests comparable across restarts.
 
 use std::io::Write;
@@ -8,7 +9,11 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use mandate_identity::BuiltinCa;
+use mandate_secrets::Kek;
 use mandate_tokens::SigningKey;
+use zeroize::Zeroizing;
+
+use crate::config::Config;
 
 /// Creates the data directory, private to the user, if it is missing. An
 /// existing directory keeps its permissions (it may be shared, like `/tmp`);
@@ -155,6 +160,57 @@ pub(crate) fn replace_signing_key(path: &Path, key: &SigningKey) -> anyhow::Resu
     Ok(())
 }
 
+/// The key-encryption key for secrets: `secrets_kek` if set, else the file
+/// `secrets_kek_file`, else `<data_dir>/secrets.kek` (hex, mode 0600), made on
+/// first start. That default sits next to the database, so a copy of the data
+/// directory holds both the sealed secrets and their key: every start says so.
+pub(crate) fn secrets_kek(config: &Config) -> anyhow::Result<Kek> {
+    if let Some(text) = &config.secrets_kek {
+        let kek = Kek::parse(text).context("configuration: secrets_kek")?;
+        tracing::info!(kek_id = kek.id(), "secrets KEK from secrets_kek");
+        return Ok(kek);
+    }
+    if let Some(path) = &config.secrets_kek_file {
+        let kek = read_kek(path)?;
+        warn_if_open_to_others(path);
+        tracing::info!(kek_id = kek.id(), file = %path.display(), "secrets KEK from secrets_kek_file");
+        return Ok(kek);
+    }
+    let path = config.data_dir.join("secrets.kek");
+    if !path.exists() {
+        let kek = Kek::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        create_private(&path, kek.to_hex().as_bytes())?;
+        tracing::info!(kek_id = kek.id(), file = %path.display(), "created a secrets KEK");
+    }
+    let kek = read_kek(&path)?;
+    tracing::warn!(
+        kek_id = kek.id(),
+        file = %path.display(),
+        "the secrets KEK is kept in the data directory, next to the database it protects; for production, move it to a file outside it (secrets_kek_file) or to MANDATE_SECRETS_KEK"
+    );
+    Ok(kek)
+}
+
+fn read_kek(path: &Path) -> anyhow::Result<Kek> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the secrets KEK file {}", path.display()))?,
+    );
+    Kek::parse(&text).with_context(|| format!("{} is not a usable secrets KEK", path.display()))
+}
+
+fn warn_if_open_to_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(file = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "the secrets KEK file is readable by other users; chmod 600 it");
+        }
+    }
+}
+
 fn secret_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     if !path.exists() {
         let mut key = [0u8; 32];
@@ -199,6 +255,41 @@ mod tests {
             std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777,
             0o755
         );
+    }
+
+    #[test]
+    fn the_secrets_kek_comes_from_the_variable_the_file_or_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        // Default: made once in the data directory, then kept.
+        let made = secrets_kek(&config).unwrap();
+        let path = dir.path().join("secrets.kek");
+        assert_eq!(secrets_kek(&config).unwrap().id(), made.id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A file elsewhere.
+        let other = Kek::generate().unwrap();
+        let file = dir.path().join("elsewhere.kek");
+        std::fs::write(&file, format!("{}\n", *other.to_hex())).unwrap();
+        config.secrets_kek_file = Some(file.clone());
+        assert_eq!(secrets_kek(&config).unwrap().id(), other.id());
+        // The variable wins.
+        let third = Kek::generate().unwrap();
+        config.secrets_kek = Some(third.to_hex().to_string());
+        assert_eq!(secrets_kek(&config).unwrap().id(), third.id());
+        // A file that holds no key is named, its content is not quoted.
+        std::fs::write(&file, "hunter2-not-a-key").unwrap();
+        config.secrets_kek = None;
+        let err = format!("{:#}", secrets_kek(&config).unwrap_err());
+        assert!(err.contains("elsewhere.kek"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -561,10 +561,10 @@ fn identify(
             now,
         )
         .map(|v| v.spiffe_id)
+        // RFC 8693 §2.2.2: an invalid subject or actor token is invalid_request.
         .map_err(|e| {
-            OAuthError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
+            OAuthError::bad(
+                "invalid_request",
                 format!("{param} is not a valid JWT-SVID: {e}"),
             )
         })
@@ -604,16 +604,29 @@ fn identify(
         }
     };
     let registered = |id: &SpiffeId| -> Result<AgentRecord, OAuthError> {
-        authority
-            .check_active(id)
-            .map_err(|e| OAuthError::bad("unauthorized_client", format!("{e}: no token is issued")))
+        let agent = authority.check_active(id).map_err(|e| {
+            OAuthError::bad("unauthorized_client", format!("{e}: no token is issued"))
+        })?;
+        // An SVID of the built-in CA must certify the agent's current key: one
+        // issued before a re-registration or a key change no longer counts.
+        if let (Some(svid), Some(current)) = (client, &agent.key_sha256)
+            && &svid.spiffe_id == id
+            && &svid.public_key_sha256 != current
+        {
+            return Err(OAuthError::bad(
+                "unauthorized_client",
+                format!(
+                    "the client certificate certifies a key that is no longer {id}'s (the agent was re-registered or re-keyed); use its current SVID"
+                ),
+            ));
+        }
+        Ok(agent)
     };
 
     match typed("subject_token")? {
         Some((parent_token, TYPE_ACCESS_TOKEN)) => {
-            let (parent, _) = authority
-                .verify_unbound(parent_token, now)
-                .map_err(|e| OAuthError::bad("invalid_grant", format!("subject_token: {e}")))?;
+            // The caller is authenticated before anything is said about the
+            // parent token.
             let actor = match typed("actor_token")? {
                 Some((token, TYPE_JWT)) => Some(jwt_svid(token, "actor_token")?),
                 Some((_, other)) => {
@@ -628,13 +641,16 @@ fn identify(
             };
             let actor = one_identity(actor, "actor_token")?;
             *subject = agent_uid(actor.as_str()).to_string();
+            let agent = registered(&actor)?;
+            let (parent, _) = authority
+                .verify_unbound(parent_token, now)
+                .map_err(|e| OAuthError::bad("invalid_request", format!("subject_token: {e}")))?;
             if &actor == acting_agent(&parent) {
                 return Err(OAuthError::bad(
                     "invalid_request",
                     "an agent cannot delegate to itself; ask for a new task instead",
                 ));
             }
-            let agent = registered(&actor)?;
             Ok(TokenAsk {
                 agent,
                 agent_id: actor,
@@ -810,8 +826,10 @@ async fn revoke(
     };
     let now = now_seconds();
     let admin = is_admin(&state, &headers);
+    // Revocation needs neither an active agent nor a live task: the token of
+    // a suspended agent, or one already ended, must still be revocable.
     let claims = if admin {
-        state.authority.verify_unbound(token, now).map(|(c, _)| c)
+        state.authority.verify_signature(token, now)
     } else {
         let proof = match dpop_header(&headers) {
             Ok(p) => p,
@@ -821,7 +839,7 @@ async fn revoke(
         let x5t = peer_x5t(&peer);
         state
             .authority
-            .verify_presented(&Presentation {
+            .verify_possession(&Presentation {
                 token,
                 dpop_proof: proof,
                 method: "POST",
@@ -829,7 +847,7 @@ async fn revoke(
                 client_cert_x5t: x5t.as_deref(),
                 now,
             })
-            .map(|(c, _)| TaskClaims::clone(&c))
+            .map(|c| TaskClaims::clone(&c))
     };
     let claims = match claims {
         Ok(c) => c,
@@ -894,6 +912,12 @@ pub(crate) fn peer_x5t(peer: &PeerCertificates) -> Option<String> {
         .map(|leaf| mandate_identity::x5t_s256(leaf))
 }
 
+/// Whether `id` has the form Mandate gives task IDs (`task-` and 32 hex digits).
+fn is_task_id(id: &str) -> bool {
+    id.strip_prefix("task-")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The task token of a resource request: `Authorization: DPoP <token>` for a
 /// DPoP-bound token, `Bearer` for an mTLS-bound one.
 pub(crate) fn presented_token(headers: &HeaderMap) -> Option<(&str, &'static str)> {
@@ -954,10 +978,32 @@ async fn complete(
     Path(task_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    // The proof's htu is rebuilt from the ID: only a well-formed ID may be
+    // used for that, or `..%2F` in it could make it another endpoint's URL.
+    if !is_task_id(&task_id) {
+        return OAuthError::new(StatusCode::NOT_FOUND, "invalid_request", "no such task")
+            .into_response();
+    }
     let uri = format!("{}/tasks/{task_id}/complete", listener.base);
     let (claims, _) = match check_resource_token(&state, &headers, &peer, "POST", &uri) {
         Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            let token = presented_token(&headers)
+                .map(|(t, _)| t)
+                .unwrap_or_default();
+            let event = token_event(
+                AuditKind::TokenRejected,
+                &headers,
+                "",
+                &task_resource(&task_id),
+                "rejected",
+                json!({"endpoint": "complete", "reason": e.description, "claimed": claimed(token)}),
+            );
+            if let Err(audit_error) = audit(&state, event).await {
+                return audit_error.into_response();
+            }
+            return e.into_response();
+        }
     };
     if claims.task_id != task_id {
         return OAuthError::new(
@@ -1013,7 +1059,7 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
         "revocation_endpoint": format!("{issuer}/oauth/revoke"),
         "grant_types_supported": [TOKEN_EXCHANGE],
         "token_endpoint_auth_methods_supported": ["tls_client_auth", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "response_types_supported": [],
         "revocation_endpoint_auth_methods_supported": ["none", "tls_client_auth"],
         "dpop_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "RS256", "PS256"],
         "authorization_details_types_supported": ["agent_task"],
@@ -1026,4 +1072,36 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
         });
     }
     Json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_task_ids_mandate_makes_are_task_ids() {
+        assert!(is_task_id("task-01a20f953cce72bfa0bb9b099634fc9f"));
+        for bad in [
+            "task-..%2F..%2Faccess",
+            "task-01a20f953cce72bfa0bb9b099634fc9",
+            "01a20f953cce72bfa0bb9b099634fc9f",
+            "task-01a20f953cce72bfa0bb9b099634fc9g",
+            "task-../access/v1/evaluation?aaaaaaaaaa",
+        ] {
+            assert!(!is_task_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn claimed_reads_an_unverified_payload_and_never_fails() {
+        let payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            br#"{"sub":"spiffe://x/y","task_id":"task-1","jti":"j"}"#,
+        );
+        let got = claimed(&format!("h.{payload}.s"));
+        assert_eq!(got["sub"], "spiffe://x/y");
+        assert_eq!(got["verified"], false);
+        assert_eq!(claimed("not a token"), Value::Null);
+        assert_eq!(claimed("a.!!!.c"), Value::Null);
+    }
 }

@@ -26,6 +26,7 @@ use crate::metrics;
 use crate::node;
 use crate::routes::router;
 use crate::state::AppState;
+use crate::vault::SecretVault;
 
 /// Most bytes of batch defaults one batch may make Mandate process (items that
 /// inherit the defaults × their size): 32 MiB, far above any real PEP's batch.
@@ -41,6 +42,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => node::node_id(&config.data_dir)?,
     };
     let digester = RequestDigester::new(&node::digest_key(&config.data_dir)?);
+    let kek = node::secrets_kek(&config)?;
 
     let policy_dir = config.policy_dir();
     if config.policy_dir.is_none() && !policy_dir.exists() {
@@ -121,6 +123,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let admin = Arc::new(RwLock::new(
         admin_credentials(&*store, &audit, &node_id).await?,
     ));
+    let secrets = Arc::new(SecretVault::new(kek, Arc::clone(&store)));
+    warn_of_other_keks(&secrets).await?;
     let state = AppState {
         engine: Arc::clone(&engine),
         store: Arc::clone(&store),
@@ -138,6 +142,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: metrics::handle(),
         authority: Arc::clone(&authority),
         admin,
+        secrets,
     };
     let status = engine.status();
     ::metrics::gauge!(metrics::POLICIES).set(status.policies as f64);
@@ -341,6 +346,10 @@ async fn start_authority(
                 allow_bearer_tokens: config.allow_bearer_tokens,
                 svid_ttl_seconds: config.svid_ttl_seconds,
                 dpop_iat_window_seconds: config.dpop_iat_window_seconds,
+                // Ten missed syncs, and never less than 5 s.
+                stale_after_seconds: i64::try_from((config.sync_ms * 10).div_ceil(1000))
+                    .unwrap_or(i64::MAX)
+                    .max(5),
             },
             node_id: node_id.to_owned(),
             signing_key_path,
@@ -391,6 +400,25 @@ async fn admin_credentials(
         "mandate admin credential (shown once, only its hash is kept; export it as MANDATE_ADMIN_TOKEN): {credential}"
     );
     Ok(vec![hash])
+}
+
+/// Says at start which stored secrets the loaded KEK cannot open (sealed
+/// under another one): they stay listed, and revealing them fails, until they
+/// are rotated or the node runs with their KEK.
+async fn warn_of_other_keks(secrets: &SecretVault) -> anyhow::Result<()> {
+    let others = secrets
+        .other_keks()
+        .await
+        .context("cannot read the secrets")?;
+    for (kek_id, count) in others {
+        tracing::warn!(
+            sealed_under = %kek_id,
+            loaded = secrets.kek_id(),
+            secrets = count,
+            "some secrets are sealed under another KEK than the loaded one; they cannot be revealed until rotated or until the node runs with that KEK"
+        );
+    }
+    Ok(())
 }
 
 /// Re-reads revocations, agents and keys from the store every `every`.

@@ -9,6 +9,7 @@ use mandate_store::{AuditLog, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::authority::Authority;
+use crate::vault::SecretVault;
 
 /// Shared, read-mostly state of a running server.
 #[derive(Clone)]
@@ -29,6 +30,8 @@ pub struct AppState {
     pub(crate) authority: Arc<Authority>,
     /// SHA-256 hashes of the admin credentials.
     pub(crate) admin: Arc<RwLock<Vec<String>>>,
+    /// The secrets KEK and where sealed secrets go.
+    pub(crate) secrets: Arc<SecretVault>,
 }
 
 impl AppState {

@@ -193,6 +193,8 @@ macro_rules! impl_sql_store {
                     .bind(agent.status.as_str())
                     .bind(agent.created_us)
                     .bind(agent.updated_us)
+                    .bind(&agent.key_sha256)
+                    .bind(agent.credentials_since_us)
                     .execute(&self.pool)
                     .await
                     .map_err(|source| {
@@ -260,6 +262,23 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(|source| failed("set agent status", source))?;
                 row.map(|row| identity_sql::decode_agent(BACKEND, &row))
+                    .transpose()
+            }
+
+            async fn set_agent_key(
+                &self,
+                name: &str,
+                key_sha256: &str,
+                at_us: i64,
+            ) -> Result<Option<$crate::identity::AgentRecord>, StoreError> {
+                let row = sqlx::query($crate::identity_sql::SET_AGENT_KEY)
+                    .bind(key_sha256)
+                    .bind(at_us)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("set agent key", source))?;
+                row.map(|row| $crate::identity_sql::decode_agent(BACKEND, &row))
                     .transpose()
             }
 
@@ -480,6 +499,80 @@ macro_rules! impl_sql_store {
                     .collect::<Result<Vec<_>, _>>()?;
                 tasks.sort_by(|a, b| (a.issued_us, &a.task_id).cmp(&(b.issued_us, &b.task_id)));
                 Ok(tasks)
+            }
+
+            async fn put_secret(
+                &self,
+                secret: &$crate::secrets::SecretRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query($crate::secrets_sql::INSERT_SECRET)
+                    .bind(&secret.name)
+                    .bind(secret.version)
+                    .bind(&secret.kek_id)
+                    .bind(&secret.nonce)
+                    .bind(&secret.ciphertext)
+                    .bind(secret.created_us)
+                    .bind(secret.rotated_us)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| {
+                        failed_or_conflict("put secret", source, |_| {
+                            format!("secret {:?}", secret.name)
+                        })
+                    })?;
+                Ok(())
+            }
+
+            async fn replace_secret(
+                &self,
+                secret: &$crate::secrets::SecretRecord,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query($crate::secrets_sql::REPLACE_SECRET)
+                    .bind(&secret.name)
+                    .bind(secret.version)
+                    .bind(&secret.kek_id)
+                    .bind(&secret.nonce)
+                    .bind(&secret.ciphertext)
+                    .bind(secret.rotated_us)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| failed("replace secret", source))?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn secret(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::secrets::SecretRecord>, StoreError> {
+                let row = sqlx::query($crate::secrets_sql::SELECT_SECRET)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("read secret", source))?;
+                row.map(|row| $crate::secrets_sql::decode_secret(BACKEND, &row))
+                    .transpose()
+            }
+
+            async fn secrets(&self) -> Result<Vec<$crate::secrets::SecretRecord>, StoreError> {
+                let rows = sqlx::query($crate::secrets_sql::SELECT_SECRETS)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("list secrets", source))?;
+                let mut secrets = rows
+                    .iter()
+                    .map(|row| $crate::secrets_sql::decode_secret(BACKEND, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                secrets.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(secrets)
+            }
+
+            async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query($crate::secrets_sql::DELETE_SECRET)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| failed("delete secret", source))?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn close(&self) {

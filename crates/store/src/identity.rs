@@ -69,6 +69,12 @@ pub struct AgentRecord {
     pub created_us: i64,
     /// When it last changed (microseconds since the epoch).
     pub updated_us: i64,
+    /// SHA-256 (hex) of the SubjectPublicKeyInfo of its current key, when the
+    /// built-in CA issued its SVID.
+    pub key_sha256: Option<String>,
+    /// Tokens issued before this (registration, or the last key change) are
+    /// refused.
+    pub credentials_since_us: i64,
 }
 
 /// An administrator's credential: an ID and a hash of its secret, never the

@@ -12,7 +12,8 @@ use crate::identity::{AdminCredential, AgentRecord, SigningKeyRecord, TaskRecord
 /// The agent columns, in the order `decode_agent` reads them.
 macro_rules! agent_columns {
     () => {
-        "name, spiffe_id, owner, env, function, status, created_us, updated_us"
+        "name, spiffe_id, owner, env, function, status, created_us, updated_us, key_sha256, \
+         credentials_since_us"
     };
 }
 
@@ -24,7 +25,7 @@ macro_rules! task_columns {
     };
 }
 
-const AGENT_COLUMNS: [&str; 8] = [
+const AGENT_COLUMNS: [&str; 10] = [
     "name",
     "spiffe_id",
     "owner",
@@ -33,6 +34,8 @@ const AGENT_COLUMNS: [&str; 8] = [
     "status",
     "created_us",
     "updated_us",
+    "key_sha256",
+    "credentials_since_us",
 ];
 
 const TASK_COLUMNS: [&str; 12] = [
@@ -57,7 +60,7 @@ const KEY_COLUMNS: [&str; 5] = ["kid", "node_id", "public_jwk", "created_us", "r
 pub(crate) const INSERT_AGENT: &str = concat!(
     "INSERT INTO agents (",
     agent_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 );
 
 pub(crate) const SELECT_AGENT: &str =
@@ -73,6 +76,12 @@ pub(crate) const SELECT_AGENTS: &str = concat!("SELECT ", agent_columns!(), " FR
 
 pub(crate) const SET_AGENT_STATUS: &str = concat!(
     "UPDATE agents SET status = $1, updated_us = $2 WHERE name = $3 RETURNING ",
+    agent_columns!()
+);
+
+pub(crate) const SET_AGENT_KEY: &str = concat!(
+    "UPDATE agents SET key_sha256 = $1, credentials_since_us = $2, updated_us = $2 \
+     WHERE name = $3 RETURNING ",
     agent_columns!()
 );
 
@@ -159,6 +168,8 @@ where
             .map_err(|_| cells.corrupt(5, "is not a known agent status"))?,
         created_us: cells.get(6)?,
         updated_us: cells.get(7)?,
+        key_sha256: cells.get(8)?,
+        credentials_since_us: cells.get(9)?,
     })
 }
 
@@ -232,7 +243,7 @@ where
 }
 
 /// One row being decoded, so that every failure names its table and key.
-struct Cells<'r, R> {
+pub(crate) struct Cells<'r, R> {
     backend: &'static str,
     table: &'static str,
     columns: &'static [&'static str],
@@ -246,7 +257,7 @@ where
     usize: ColumnIndex<R>,
 {
     /// Starts on `row`, whose first column is its text key.
-    fn new(
+    pub(crate) fn new(
         backend: &'static str,
         table: &'static str,
         columns: &'static [&'static str],
@@ -266,7 +277,7 @@ where
         Ok(cells)
     }
 
-    fn get<T>(&self, index: usize) -> Result<T, StoreError>
+    pub(crate) fn get<T>(&self, index: usize) -> Result<T, StoreError>
     where
         for<'v> T: Decode<'v, R::Database> + Type<R::Database>,
     {
@@ -276,13 +287,13 @@ where
             sqlx::Error::ColumnDecode { .. } => self.corrupt(index, "has the wrong type"),
             source => StoreError::Query {
                 backend: self.backend,
-                operation: "read identity rows",
+                operation: "read rows",
                 source,
             },
         })
     }
 
-    fn corrupt(&self, index: usize, problem: &'static str) -> StoreError {
+    pub(crate) fn corrupt(&self, index: usize, problem: &'static str) -> StoreError {
         StoreError::CorruptEntry {
             table: self.table,
             key: self.key.clone(),

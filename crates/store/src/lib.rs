@@ -7,10 +7,12 @@
 //! concurrent appends in one transaction, returning only once they are durable.
 //! [`verify_audit`] walks every chain back and names the first tampered record.
 //! Agents, admin credentials, signing keys and tasks are kept as plain
-//! records ([`AgentRecord`], [`TaskRecord`], ...) behind the same trait.
+//! records ([`AgentRecord`], [`TaskRecord`], ...) behind the same trait, and
+//! so are secrets, already sealed ([`SecretRecord`]).
 //!
 //! This crate decides nothing and hashes nothing itself: records, chains and
-//! verification rules come from `mandate-core`.
+//! verification rules come from `mandate-core`. It never sees a secret in
+//! clear, nor the key that seals it.
 
 mod audit_log;
 mod backend;
@@ -19,6 +21,8 @@ mod identity;
 mod identity_sql;
 mod migrations;
 mod postgres;
+mod secrets;
+mod secrets_sql;
 mod sql;
 mod sqlite;
 mod store;
@@ -29,5 +33,6 @@ pub use error::{AuditError, ParseStateError, StoreError, VerifyError};
 pub use identity::{
     AdminCredential, AgentRecord, AgentStatus, SigningKeyRecord, TaskRecord, TaskState,
 };
+pub use secrets::SecretRecord;
 pub use store::{Store, connect};
 pub use verify::{VerifiedChain, VerifyReport, verify_audit};

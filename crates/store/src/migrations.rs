@@ -26,6 +26,11 @@ const SQLITE: &[Step] = &[
         "identity",
         include_str!("migrations/sqlite/0003_identity.sql"),
     ),
+    (
+        4,
+        "secrets",
+        include_str!("migrations/sqlite/0004_secrets.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -43,6 +48,11 @@ const POSTGRES: &[Step] = &[
         3,
         "identity",
         include_str!("migrations/postgres/0003_identity.sql"),
+    ),
+    (
+        4,
+        "secrets",
+        include_str!("migrations/postgres/0004_secrets.sql"),
     ),
 ];
 

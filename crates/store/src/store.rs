@@ -10,6 +10,7 @@ use crate::identity::{
     AdminCredential, AgentRecord, AgentStatus, SigningKeyRecord, TaskRecord, TaskState,
 };
 use crate::postgres::PgStore;
+use crate::secrets::SecretRecord;
 use crate::sqlite::SqliteStore;
 
 /// Durable state. Every method is one short transaction or query; callers
@@ -84,6 +85,16 @@ pub trait Store: Send + Sync {
         at_us: i64,
     ) -> Result<Option<AgentRecord>, StoreError>;
 
+    /// Records a new key for the agent named `name` (the SHA-256 of its
+    /// SubjectPublicKeyInfo) and makes `at_us` the time before which its
+    /// tokens are refused. `None` if there is no such agent.
+    async fn set_agent_key(
+        &self,
+        name: &str,
+        key_sha256: &str,
+        at_us: i64,
+    ) -> Result<Option<AgentRecord>, StoreError>;
+
     /// Deletes the agent named `name`; `false` if there was none. Its tasks
     /// are kept.
     async fn delete_agent(&self, name: &str) -> Result<bool, StoreError>;
@@ -143,6 +154,25 @@ pub trait Store: Send + Sync {
         spiffe_id: &str,
         active_only: bool,
     ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Stores a new sealed secret. If its name is taken, fails with
+    /// [`StoreError::Conflict`] and writes nothing.
+    async fn put_secret(&self, secret: &SecretRecord) -> Result<(), StoreError>;
+
+    /// Replaces the sealed value, kek ID and rotation time of the secret
+    /// `secret.name` if its stored version is `secret.version - 1` (its
+    /// creation time is kept). `false` if there is no such secret, or it is
+    /// at another version (rotated meanwhile): nothing is written then.
+    async fn replace_secret(&self, secret: &SecretRecord) -> Result<bool, StoreError>;
+
+    /// The secret named `name`, or `None` if there is none.
+    async fn secret(&self, name: &str) -> Result<Option<SecretRecord>, StoreError>;
+
+    /// Every secret, sorted by name (byte order on both backends).
+    async fn secrets(&self) -> Result<Vec<SecretRecord>, StoreError>;
+
+    /// Deletes the secret named `name`; `false` if there was none.
+    async fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Closes the connections, waiting for those in use to come back.
     async fn close(&self);

@@ -24,6 +24,8 @@ fn agent(name: &str) -> AgentRecord {
         status: AgentStatus::Active,
         created_us: 1_000,
         updated_us: 1_000,
+        key_sha256: Some("ab".repeat(32)),
+        credentials_since_us: 1_000,
     }
 }
 
@@ -211,6 +213,30 @@ async fn an_unknown_agent_is_none_or_false() {
         );
         assert!(!store.delete_agent("ghost").await.unwrap());
         assert_eq!(store.agents().await.unwrap(), vec![]);
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_key_replaces_the_old_and_moves_credentials_since() {
+    on_each_backend(|db: TestDb| async move {
+        let store = db.store().await;
+        store.create_agent(&agent("billing")).await.unwrap();
+        let rekeyed = store
+            .set_agent_key("billing", &"cd".repeat(32), 5_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = AgentRecord {
+            key_sha256: Some("cd".repeat(32)),
+            credentials_since_us: 5_000,
+            updated_us: 5_000,
+            ..agent("billing")
+        };
+        assert_eq!(rekeyed, expected);
+        assert_eq!(store.agent("billing").await.unwrap(), Some(expected));
+        assert_eq!(store.set_agent_key("ghost", "00", 1).await.unwrap(), None);
         store.close().await;
     })
     .await;

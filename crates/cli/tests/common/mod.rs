@@ -175,9 +175,16 @@ impl Node {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.join(format!("node-{}.log", uuid::Uuid::new_v4().simple()));
         let stderr = std::fs::File::create(&log).unwrap();
+        // `--log-level` in `extra` (debug, say) replaces the default info.
+        let log_level = if extra.contains(&"--log-level") {
+            &[][..]
+        } else {
+            &["--log-level", "info"][..]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(log_level)
             .args(["--tls-listen", "127.0.0.1:0"])
             .args(["--data-dir", data_dir.to_str().unwrap()])
             .args(["--database", database])

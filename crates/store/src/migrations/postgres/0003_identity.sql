@@ -9,7 +9,13 @@ CREATE TABLE agents (
     function   TEXT    NOT NULL,
     status     TEXT    NOT NULL CHECK (status IN ('active', 'suspended')),
     created_us BIGINT  NOT NULL,
-    updated_us BIGINT  NOT NULL
+    updated_us BIGINT  NOT NULL,
+    -- SHA-256 (hex) of the SubjectPublicKeyInfo of the agent's current key,
+    -- when the built-in CA issued its SVID; a new key replaces it.
+    key_sha256 TEXT,
+    -- Tokens issued before this time (the agent's registration or its last
+    -- key change) are refused: a re-created or re-keyed agent starts clean.
+    credentials_since_us BIGINT  NOT NULL
 );
 
 CREATE TABLE admin_credentials (
