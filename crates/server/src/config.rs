@@ -106,6 +106,69 @@ pub struct Config {
     /// A file holding the key-encryption key (same forms as `secrets_kek`),
     /// kept outside the data directory. Not together with `secrets_kek`.
     pub secrets_kek_file: Option<PathBuf>,
+    /// MCP servers reachable through the gateway at `/mcp/<name>` (TOML only;
+    /// see [`McpUpstream`]).
+    pub mcp_upstreams: Vec<McpUpstream>,
+    /// Origins (`scheme://host[:port]`) a browser may call the MCP gateway
+    /// from. A request with any other `Origin` header is refused with 403;
+    /// requests without one (non-browser clients) are not affected.
+    pub mcp_allowed_origins: Vec<String>,
+}
+
+/// One MCP server behind the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpUpstream {
+    /// Its name: the gateway serves it at `/mcp/<name>`, and its tools are
+    /// `Tool::"<name>.<tool>"` in policies.
+    pub name: String,
+    /// Its Streamable HTTP endpoint (`http://127.0.0.1:3001/mcp`).
+    pub url: String,
+    /// The credential injected into every request forwarded to it.
+    #[serde(default)]
+    pub credential: Option<UpstreamCredential>,
+    /// How long a forwarded request may take, in milliseconds.
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub timeout_ms: u64,
+    /// What each tool is: its capability class and data labels. A tool not
+    /// listed is `delegate`-class, egress-capable and labelled `unclassified`.
+    #[serde(default)]
+    pub tools: Vec<McpToolEntry>,
+}
+
+fn default_upstream_timeout_ms() -> u64 {
+    30_000
+}
+
+/// A credential the gateway adds to forwarded requests; the agent never sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamCredential {
+    /// The header to set (`Authorization`, `X-Api-Key`, ...).
+    pub header: String,
+    /// The secret (see `mandate secret set`) holding the value.
+    pub secret: String,
+    /// The header value, with `{secret}` replaced by the secret's value
+    /// (`Bearer {secret}`). Default: the value alone.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// A tool's catalog entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpToolEntry {
+    /// The tool's name as the upstream lists it.
+    pub name: String,
+    /// `read`, `act` or `delegate`.
+    pub class: String,
+    /// Data labels of what it returns or touches (`confidential`, ...).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Whether it can move data out (send, post, upload, fetch a URL), even if
+    /// it only reads.
+    #[serde(default)]
+    pub egress: bool,
 }
 
 /// A SPIFFE trust bundle to load at start.
@@ -178,6 +241,8 @@ impl Default for Config {
             signing_key_overlap_seconds: 3600,
             dpop_iat_window_seconds: 60,
             sync_ms: 250,
+            mcp_upstreams: Vec::new(),
+            mcp_allowed_origins: Vec::new(),
             secrets_kek: None,
             secrets_kek_file: None,
         }
@@ -186,7 +251,7 @@ impl Default for Config {
 
 /// The keys a `MANDATE_*` variable may set. Other `MANDATE_*` variables (used by
 /// tests or other tools) are left alone rather than rejected.
-pub const KEYS: [&str; 32] = [
+pub const KEYS: [&str; 34] = [
     "listen",
     "data_dir",
     "policy_dir",
@@ -219,6 +284,8 @@ pub const KEYS: [&str; 32] = [
     "sync_ms",
     "secrets_kek",
     "secrets_kek_file",
+    "mcp_upstreams",
+    "mcp_allowed_origins",
 ];
 
 /// A configuration that cannot be used. The message names the key.
@@ -364,6 +431,52 @@ impl Config {
             .is_some_and(|path| path.as_os_str().is_empty())
         {
             return invalid("secrets_kek_file", "must be a path");
+        }
+        let mut names = std::collections::HashSet::new();
+        for upstream in &self.mcp_upstreams {
+            let name_ok = !upstream.name.is_empty()
+                && upstream.name.len() <= 64
+                && upstream.name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !name_ok {
+                return invalid(
+                    "mcp_upstreams",
+                    &format!(
+                        "name {:?}: use 1 to 64 lower-case letters, digits, '-' and '_'",
+                        upstream.name
+                    ),
+                );
+            }
+            if !names.insert(upstream.name.as_str()) {
+                return invalid(
+                    "mcp_upstreams",
+                    &format!("name {:?} is used twice", upstream.name),
+                );
+            }
+            if !(upstream.url.starts_with("http://") || upstream.url.starts_with("https://")) {
+                return invalid(
+                    "mcp_upstreams",
+                    &format!("{}: url must start with http:// or https://", upstream.name),
+                );
+            }
+            if upstream.timeout_ms == 0 {
+                return invalid(
+                    "mcp_upstreams",
+                    &format!("{}: timeout_ms must be at least 1", upstream.name),
+                );
+            }
+            for tool in &upstream.tools {
+                if !matches!(tool.class.as_str(), "read" | "act" | "delegate") {
+                    return invalid(
+                        "mcp_upstreams",
+                        &format!(
+                            "{}: tool {:?}: class must be read, act or delegate",
+                            upstream.name, tool.name
+                        ),
+                    );
+                }
+            }
         }
         for bundle in &self.trust_bundles {
             if bundle.trust_domain == self.trust_domain {

@@ -14,6 +14,7 @@ mod caller;
 mod config;
 mod error;
 mod issuance;
+mod mcp;
 mod metrics;
 mod node;
 mod oauth;
@@ -24,7 +25,10 @@ mod task_subject;
 mod tls;
 mod vault;
 
-pub use config::{Config, ConfigError, KEYS, LogFormat, TrustBundleSource};
+pub use config::{
+    Config, ConfigError, KEYS, LogFormat, McpToolEntry, McpUpstream, TrustBundleSource,
+    UpstreamCredential,
+};
 pub use error::ApiError;
 pub use node::existing_head_key;
 pub use routes::router;

@@ -70,6 +70,16 @@ impl OAuthError {
         }
     }
 
+    /// The OAuth error code.
+    pub(crate) fn error_code(&self) -> &'static str {
+        self.error
+    }
+
+    /// The human-readable description.
+    pub(crate) fn description(&self) -> &str {
+        &self.description
+    }
+
     fn bad(error: &'static str, description: impl Into<String>) -> Self {
         OAuthError::new(StatusCode::BAD_REQUEST, error, description)
     }

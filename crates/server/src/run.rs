@@ -141,6 +141,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tls_base: tls_base.as_deref().map(Arc::from),
         metrics: metrics::handle(),
         authority: Arc::clone(&authority),
+        upstreams: Arc::new(
+            config
+                .mcp_upstreams
+                .iter()
+                .map(|u| {
+                    Ok((
+                        u.name.clone(),
+                        Arc::new(crate::mcp::Upstream::new(u.clone())?),
+                    ))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        ),
+        mcp_allowed_origins: Arc::new(config.mcp_allowed_origins.clone()),
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()
+            .context("cannot build the upstream HTTP client")?,
         admin,
         secrets,
     };

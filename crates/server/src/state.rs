@@ -28,6 +28,12 @@ pub struct AppState {
     pub(crate) metrics: PrometheusHandle,
     /// Identity and token state.
     pub(crate) authority: Arc<Authority>,
+    /// MCP upstreams by name.
+    pub(crate) upstreams: Arc<std::collections::HashMap<String, Arc<crate::mcp::Upstream>>>,
+    /// Origins browsers may call the MCP gateway from.
+    pub(crate) mcp_allowed_origins: Arc<Vec<String>>,
+    /// The client for upstream calls (one connection pool).
+    pub(crate) http: reqwest::Client,
     /// SHA-256 hashes of the admin credentials.
     pub(crate) admin: Arc<RwLock<Vec<String>>>,
     /// The secrets KEK and where sealed secrets go.

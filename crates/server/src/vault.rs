@@ -127,7 +127,6 @@ impl SecretVault {
 /// Decrypts the secret `name` for injection into a call. The caller drops the
 /// value as soon as it is sent; it is never logged, audited or returned.
 /// (Its work, [`SecretVault::reveal`], is what the tests below exercise.)
-#[expect(dead_code, reason = "the gateway injects secrets; it comes next")]
 pub(crate) async fn reveal_secret(state: &AppState, name: &str) -> Result<SecretValue, VaultError> {
     state.secrets.reveal(name).await
 }
