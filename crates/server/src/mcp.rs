@@ -257,11 +257,35 @@ async fn post_message(
     let id = message.id().cloned();
     let id = id.as_ref();
     let header_text = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    if let Err(mismatch) = mandate_gateway::check_routing_headers(
-        &message,
-        header_text("mcp-method"),
-        header_text("mcp-name"),
-    ) {
+    // Decisions are made on the body; headers that say otherwise are refused.
+    // From 2026-07-28 the routing headers are required, and the protocol
+    // version header must match the body's `_meta`.
+    let version = header_text("mcp-protocol-version")
+        .map(str::to_owned)
+        .or_else(|| mandate_gateway::body_protocol_version(&message));
+    let routing = if version
+        .as_deref()
+        .is_some_and(mandate_gateway::requires_routing_headers)
+    {
+        mandate_gateway::check_required_routing_headers(
+            &message,
+            header_text("mcp-method"),
+            header_text("mcp-name"),
+        )
+    } else {
+        mandate_gateway::check_routing_headers(
+            &message,
+            header_text("mcp-method"),
+            header_text("mcp-name"),
+        )
+    }
+    .and_then(|()| {
+        mandate_gateway::check_protocol_version_header(
+            &message,
+            header_text("mcp-protocol-version"),
+        )
+    });
+    if let Err(mismatch) = routing {
         return rpc_error_status(
             StatusCode::BAD_REQUEST,
             id,
