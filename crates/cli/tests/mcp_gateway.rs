@@ -1,0 +1,891 @@
+//! The MCP gateway end to end, with real MCP software on both sides: the
+//! reference server `server-everything` (npm) and a recording server built on
+//! the official MCP Python SDK as upstreams, and the official MCP Python SDK's
+//! Streamable HTTP client as the agent, authenticating with
+//! `mandate_client.MandateAuth` (clients/python): a task token and a fresh DPoP
+//! proof on every request.
+//!
+//! The agent sees only its task's tools, a granted call returns the upstream's
+//! own result, an ungranted one is refused with "denied by policy" and never
+//! reaches the upstream, which gets the configured credential (read from the
+//! secrets broker at call time) and never the agent's token or proofs. Both
+//! protocol revisions are driven, 2025-11-25 (initialize handshake) and
+//! 2026-07-28 (stateless). At the HTTP edge: 401 with an RFC 9728 pointer,
+//! 403 for a foreign Origin, 400 for malformed JSON-RPC and batches, 413 for
+//! an oversized body, and the node stays up.
+//!
+//! The software comes from `bash scripts/test.sh`, which installs it into a
+//! cache and sets `MANDATE_TEST_NPM_BIN` and `MANDATE_TEST_PYTHON`.
+//! `MANDATE_TEST_MCP=skip` skips these tests, saying so.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::agents::{Agent, AgentNode, Token, agent_policies, now};
+use common::{Backend, Node, TestStore, audit_records, backends, repo_root};
+use serde_json::{Value, json};
+
+/// Where `scripts/test.sh` put the MCP test software.
+struct McpTools {
+    npm_bin: PathBuf,
+    python: PathBuf,
+}
+
+/// The MCP test software, or `None` when `MANDATE_TEST_MCP=skip` (said
+/// loudly). Without it and without skip, the test fails: it never passes
+/// silently.
+fn mcp_tools(test: &str) -> Option<McpTools> {
+    if std::env::var("MANDATE_TEST_MCP").as_deref() == Ok("skip") {
+        // Straight to stderr, past the test harness's capture: a skip is seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** MANDATE_TEST_MCP=skip: MCP gateway test {test} SKIPPED (it needs the MCP servers and the Python SDK) ***\n"
+        );
+        return None;
+    }
+    let var = |name: &str| {
+        std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
+            panic!(
+                "{name} is not set: the MCP gateway tests need the MCP reference servers and the \
+                 official MCP Python SDK. Run `bash scripts/test.sh` (it installs them and runs \
+                 every test; `bash scripts/test.sh -p mandate-cli --test mcp_gateway` runs only \
+                 these), or set MANDATE_TEST_MCP=skip to skip them."
+            )
+        })
+    };
+    let tools = McpTools {
+        npm_bin: var("MANDATE_TEST_NPM_BIN"),
+        python: var("MANDATE_TEST_PYTHON"),
+    };
+    assert!(
+        tools.npm_bin.join("mcp-server-everything").exists(),
+        "{} has no mcp-server-everything: run `bash scripts/test.sh`",
+        tools.npm_bin.display()
+    );
+    assert!(
+        tools.python.exists(),
+        "{} does not exist: run `bash scripts/test.sh`",
+        tools.python.display()
+    );
+    Some(tools)
+}
+
+fn mcp_dir() -> PathBuf {
+    repo_root().join("crates/cli/tests/mcp")
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An upstream MCP server in a child process, killed on drop.
+struct Upstream {
+    child: Child,
+    /// Its Streamable HTTP endpoint.
+    url: String,
+}
+
+impl Upstream {
+    /// Starts `command` and waits (60 s at most) for a line on its stdout or
+    /// stderr containing `ready`; `port` reads the port from that line (or is
+    /// the one given). Both streams go to `log`.
+    fn start(mut command: Command, log: PathBuf, ready: &str, port: Option<u16>) -> Upstream {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the upstream starts");
+        let file = Arc::new(Mutex::new(std::fs::File::create(&log).unwrap()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let streams: [Box<dyn std::io::Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for stream in streams {
+            let (tx, file, ready) = (tx.clone(), Arc::clone(&file), ready.to_owned());
+            // Reads to the end, so the child never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let _ = writeln!(file.lock().unwrap(), "{line}");
+                    if line.contains(&ready) {
+                        let _ = tx.send(line);
+                    }
+                }
+            });
+        }
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!(
+                "the upstream did not start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        let port = port.unwrap_or_else(|| {
+            line.rsplit(' ')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no port in {line:?}"))
+        });
+        Upstream {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+
+    /// `PORT=N mcp-server-everything streamableHttp`.
+    fn everything(tools: &McpTools, dir: &Path) -> Upstream {
+        let port = free_port();
+        let mut command = Command::new(tools.npm_bin.join("mcp-server-everything"));
+        command
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .current_dir(dir);
+        Upstream::start(
+            command,
+            dir.join("everything.log"),
+            "MCP Streamable HTTP Server listening on port",
+            Some(port),
+        )
+    }
+
+    /// The recording upstream (crates/cli/tests/mcp/recording_upstream.py),
+    /// appending every request it receives to `record`.
+    fn recording(tools: &McpTools, dir: &Path, record: &Path) -> Upstream {
+        let mut command = Command::new(&tools.python);
+        command
+            .arg(mcp_dir().join("recording_upstream.py"))
+            .arg(record)
+            .current_dir(dir);
+        Upstream::start(
+            command,
+            dir.join("recorder.log"),
+            "recording upstream listening on port",
+            None,
+        )
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A policy directory for these tests: the example schema, development agents
+/// may hold the upstreams' echo, get-sum and get-env tools, and a call is
+/// allowed for the tools the task holds.
+fn gateway_policies(dir: &Path) -> PathBuf {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::copy(
+        agent_policies().join("agents.cedarschema"),
+        policies.join("agents.cedarschema"),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("gateway.cedar"),
+        r#"
+@id("dev-agents-hold-upstream-tools")
+permit (principal is Agent, action == Action::"hold_tool", resource is Tool)
+when {
+  principal.env == "dev" &&
+  [Tool::"everything.echo", Tool::"everything.get-sum", Tool::"everything.get-env",
+   Tool::"recorder.echo", Tool::"recorder.get-sum", Tool::"recorder.get-env"].contains(resource)
+};
+
+@id("anyone-holds-reports")
+permit (principal is Agent, action == Action::"hold_data_domain", resource == DataDomain::"reports");
+
+@id("read-only")
+permit (principal is Agent, action == Action::"hold_capability", resource == Capability::"read");
+
+@id("call-within-task")
+permit (principal is Agent, action == Action::"call", resource is Tool)
+when { context.task.tools.contains(resource) };
+"#,
+    )
+    .unwrap();
+    policies
+}
+
+/// A config file with one upstream `name` at `url`, its credential in header
+/// `X-Upstream-Key` from secret `<name>-key`, and its three tools.
+fn gateway_config(dir: &Path, name: &str, url: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+mcp_allowed_origins = ["http://localhost:3000"]
+
+[[mcp_upstreams]]
+name = "{name}"
+url = "{url}"
+credential = {{ header = "X-Upstream-Key", secret = "{name}-key", format = "Key {{secret}}" }}
+timeout_ms = 10000
+
+[[mcp_upstreams.tools]]
+name = "echo"
+class = "read"
+labels = ["public"]
+egress = false
+
+[[mcp_upstreams.tools]]
+name = "get-sum"
+class = "read"
+labels = ["public"]
+
+[[mcp_upstreams.tools]]
+name = "get-env"
+class = "read"
+labels = ["confidential"]
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A node on `store` serving the gateway config at `config` with the gateway policies.
+fn start_node(store: TestStore, config: &Path, policies: &Path) -> AgentNode {
+    let node = Node::start(
+        &store.dir.path().join("data"),
+        &store.url,
+        policies,
+        &["--config", config.to_str().unwrap()],
+    );
+    let admin = node.admin_token();
+    AgentNode {
+        node,
+        store,
+        admin,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// A task holding `tools` (read capability, reports).
+fn task_for(tools: &[&str]) -> Value {
+    json!([{
+        "type": "agent_task",
+        "purpose": "check the gateway",
+        "tools": tools,
+        "data_domains": ["reports"],
+        "ttl_seconds": 600,
+        "capabilities": ["read"],
+    }])
+}
+
+/// Writes the agent's SVID as `mandate agent create --out` does.
+fn write_svid(agent: &Agent, dir: &Path) -> PathBuf {
+    let svid = dir.join(&agent.name);
+    std::fs::create_dir_all(&svid).unwrap();
+    std::fs::write(svid.join("svid.pem"), &agent.cert_pem).unwrap();
+    std::fs::write(svid.join("svid.key"), &agent.key_pem).unwrap();
+    std::fs::write(svid.join("bundle.pem"), &agent.bundle_pem).unwrap();
+    svid
+}
+
+/// Runs crates/cli/tests/mcp/client.py with `plan` and returns what it printed.
+fn sdk_client(tools: &McpTools, plan: &Value) -> Value {
+    let out = Command::new(&tools.python)
+        .arg(mcp_dir().join("client.py"))
+        .arg(plan.to_string())
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the SDK client failed ({}) with plan {plan}:\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("the SDK client printed no JSON ({e}): {stdout}"))
+}
+
+/// The steps every SDK run takes: list, two granted calls, one refused.
+fn steps() -> Value {
+    json!([
+        {"op": "list_tools"},
+        {"op": "call_tool", "name": "echo", "arguments": {"message": "hello through mandate"}},
+        {"op": "call_tool", "name": "get-sum", "arguments": {"a": 2, "b": 3}},
+        {"op": "call_tool", "name": "get-env", "arguments": {}},
+    ])
+}
+
+/// Asserts what the agent saw in one SDK run of [`steps`].
+#[track_caller]
+fn assert_gated(run: &Value, what: &str) {
+    let steps = &run["steps"];
+    let mut listed: Vec<&str> = steps[0]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: tools/list failed: {run}"))
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        ["echo", "get-sum"],
+        "{what}: only the task's tools are listed: {run}"
+    );
+    assert_eq!(
+        steps[1],
+        json!({"ok": true, "is_error": false, "text": ["Echo: hello through mandate"]}),
+        "{what}: granted echo: {run}"
+    );
+    assert_eq!(
+        steps[2],
+        json!({"ok": true, "is_error": false, "text": ["The sum of 2 and 3 is 5."]}),
+        "{what}: granted get-sum: {run}"
+    );
+    let refused = &steps[3];
+    assert_eq!(
+        refused["ok"],
+        json!(false),
+        "{what}: get-env is not in the task and must be refused: {run}"
+    );
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("denied by policy"),
+        "{what}: the refusal says why: {refused}"
+    );
+    assert!(
+        refused["code"].as_i64().is_some_and(|c| c < 0),
+        "{what}: a JSON-RPC error code: {refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_python_sdk_reaches_server_everything_only_for_its_task() {
+    let Some(tools) =
+        mcp_tools("the_official_python_sdk_reaches_server_everything_only_for_its_task")
+    else {
+        return;
+    };
+    for backend in backends() {
+        let work = tempfile::tempdir().unwrap();
+        let upstream = Upstream::everything(&tools, work.path());
+        let config = gateway_config(work.path(), "everything", &upstream.url);
+        let node = start_node(
+            TestStore::new(backend).await,
+            &config,
+            &gateway_policies(work.path()),
+        );
+        let database = node.store.url.clone();
+        // The upstream's credential is set after the node started: it is read
+        // when a call is forwarded.
+        let (status, body) = node
+            .admin_call(
+                reqwest::Method::PUT,
+                "/admin/v1/secrets/everything-key",
+                Some(&json!({"value": "everything-credential-1"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+
+        let agent = node.agent("reporter").await;
+        let token = node
+            .root_token(
+                &agent,
+                &task_for(&["everything.echo", "everything.get-sum"]),
+            )
+            .await;
+        let svid = write_svid(&agent, work.path());
+        let url = node.node.url("/mcp/everything");
+
+        // The SDK's default (it probes server/discover, which the gateway lets
+        // through, and falls back to the initialize handshake: server-everything
+        // speaks 2025-11-25), then forced to the 2025-11-25 handshake.
+        for mode in ["auto", "legacy"] {
+            let run = sdk_client(
+                &tools,
+                &json!({
+                    "url": url, "key": svid.join("svid.key"), "token": token.access_token,
+                    "mode": mode, "steps": steps(),
+                }),
+            );
+            assert_eq!(run["protocol_version"], "2025-11-25", "{mode}: {run}");
+            assert_gated(&run, &format!("{backend:?} {mode}"));
+        }
+
+        // The agent gets its own token with mandate_client.TaskTokenSource
+        // (mTLS with its SVID, a DPoP proof) and uses it at once.
+        let run = sdk_client(
+            &tools,
+            &json!({
+                "url": url, "key": svid.join("svid.key"),
+                "svid_dir": svid, "token_url": format!("{}/oauth/token", node.tls()),
+                "authorization_details": task_for(&["everything.echo", "everything.get-sum"]),
+                "steps": steps(),
+            }),
+        );
+        assert_gated(&run, &format!("{backend:?} TaskTokenSource"));
+        let python_task = run["task_id"].as_str().expect("a task id").to_owned();
+        assert_ne!(python_task, token.task_id);
+
+        node.finish_keep(|| {
+            // Each decided call is on the record: allowed or refused, by whom,
+            // for which task. The refused one with the policy's reason.
+            let records = audit_records(&database);
+            let calls: Vec<&Value> = records
+                .iter()
+                .filter(|r| r["detail"]["endpoint"] == "mcp")
+                .collect();
+            let of = |tool: &str, outcome: &str| {
+                calls
+                    .iter()
+                    .filter(|r| {
+                        r["resource"] == format!("Tool::\"everything.{tool}\"")
+                            && r["outcome"] == outcome
+                            && r["action"] == "Action::\"call\""
+                    })
+                    .count()
+            };
+            assert_eq!(of("echo", "allow"), 3, "{calls:#?}");
+            assert_eq!(of("get-sum", "allow"), 3, "{calls:#?}");
+            assert_eq!(of("get-env", "deny"), 3, "{calls:#?}");
+            assert_eq!(of("get-env", "allow"), 0, "{calls:#?}");
+            let tasks: std::collections::BTreeSet<&str> = calls
+                .iter()
+                .filter_map(|r| r["detail"]["task_id"].as_str())
+                .collect();
+            assert_eq!(
+                tasks,
+                [token.task_id.as_str(), python_task.as_str()]
+                    .into_iter()
+                    .collect(),
+            );
+            // Neither the token nor the credential is written in the log.
+            let text = serde_json::to_string(&records).unwrap();
+            assert!(!text.contains(&token.access_token));
+            assert!(!text.contains("everything-credential-1"));
+        })
+        .await;
+        drop(upstream);
+    }
+}
+
+/// The recording upstream's requests, in order.
+fn recorded(record: &Path) -> Vec<Value> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The value of header `name` in a recorded request, if it was sent.
+fn header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
+    request["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .and_then(|h| h[1].as_str())
+}
+
+/// The JSON-RPC body of a recorded request (Null for a body-less one).
+fn rpc(request: &Value) -> Value {
+    serde_json::from_str(request["body"].as_str().unwrap()).unwrap_or(Value::Null)
+}
+
+/// Asserts what the upstream received in `requests`: the credential
+/// `Key <credential>` on every request, never the agent's Authorization, DPoP
+/// or token, granted calls, and never a call of get-env.
+#[track_caller]
+fn assert_upstream_saw(requests: &[Value], credential: &str, token: &Token, what: &str) {
+    assert!(!requests.is_empty(), "{what}: the upstream got nothing");
+    for request in requests {
+        assert_eq!(
+            header(request, "x-upstream-key"),
+            Some(format!("Key {credential}").as_str()),
+            "{what}: the upstream gets the configured credential: {request}"
+        );
+        assert_eq!(
+            header(request, "authorization"),
+            None,
+            "{what}: the agent's Authorization never reaches the upstream: {request}"
+        );
+        assert_eq!(
+            header(request, "dpop"),
+            None,
+            "{what}: the agent's DPoP proof never reaches the upstream: {request}"
+        );
+        assert!(
+            !request.to_string().contains(&token.access_token),
+            "{what}: the task token never reaches the upstream: {request}"
+        );
+    }
+    let called: Vec<String> = requests
+        .iter()
+        .map(rpc)
+        .filter(|m| m["method"] == "tools/call")
+        .map(|m| m["params"]["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        called,
+        ["echo", "get-sum"],
+        "{what}: the upstream got the granted calls and never the refused one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refused_call() {
+    let Some(tools) =
+        mcp_tools("the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refused_call")
+    else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let record = work.path().join("recorded.jsonl");
+    let upstream = Upstream::recording(&tools, work.path(), &record);
+    let config = gateway_config(work.path(), "recorder", &upstream.url);
+    let node = start_node(
+        TestStore::new(Backend::Sqlite).await,
+        &config,
+        &gateway_policies(work.path()),
+    );
+    let agent = node.agent("reporter").await;
+    let token = node
+        .root_token(&agent, &task_for(&["recorder.echo", "recorder.get-sum"]))
+        .await;
+    let svid = write_svid(&agent, work.path());
+    let url = node.node.url("/mcp/recorder");
+
+    // Before its secret exists, nothing is forwarded: the upstream would get a
+    // request without its credential.
+    let response = raw(
+        &reqwest::Client::new(),
+        reqwest::Method::POST,
+        &url,
+        Some(&token),
+        &[],
+        Some(INITIALIZE.as_bytes().to_vec()),
+    )
+    .await;
+    let status = response.status();
+    let answer = response.text().await.unwrap();
+    assert!(
+        answer.contains("\"error\""),
+        "no credential, no forwarding: {status} {answer}"
+    );
+    assert!(
+        recorded(&record).is_empty(),
+        "the upstream got a request without its credential: {:?}",
+        recorded(&record)
+    );
+
+    let plan = |mode: &str| {
+        json!({
+            "url": url, "key": svid.join("svid.key"), "token": token.access_token,
+            "mode": mode, "steps": steps(),
+        })
+    };
+
+    let (status, body) = node
+        .admin_call(
+            reqwest::Method::PUT,
+            "/admin/v1/secrets/recorder-key",
+            Some(&json!({"value": "credential-one"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The SDK's default mode negotiates 2026-07-28 with this server; legacy
+    // forces the 2025-11-25 handshake.
+    let mut seen = 0;
+    for (mode, version) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
+        let run = sdk_client(&tools, &plan(mode));
+        assert_eq!(run["protocol_version"], version, "{mode}: {run}");
+        assert_gated(&run, mode);
+        let requests = recorded(&record);
+        assert_upstream_saw(&requests[seen..], "credential-one", &token, mode);
+        seen = requests.len();
+    }
+
+    // The credential is read when a call is forwarded: rotated, the next
+    // requests carry the new value. Pinned to 2026-07-28 this time.
+    let (status, body) = node
+        .admin_call(
+            reqwest::Method::POST,
+            "/admin/v1/secrets/recorder-key/rotate",
+            Some(&json!({"value": "credential-two"})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "rotate: {status} {body}");
+    let run = sdk_client(&tools, &plan("2026-07-28"));
+    assert_eq!(run["protocol_version"], "2026-07-28", "{run}");
+    assert_gated(&run, "2026-07-28");
+    let requests = recorded(&record);
+    assert_upstream_saw(
+        &requests[seen..],
+        "credential-two",
+        &token,
+        "after rotation",
+    );
+    // The upstream listed get-env; the agent never saw it (assert_gated), and
+    // the upstream itself answered tools/list with all three.
+    assert!(
+        requests
+            .iter()
+            .map(rpc)
+            .any(|m| m["method"] == "tools/list"),
+        "tools/list was forwarded"
+    );
+    node.finish().await;
+    drop(upstream);
+}
+
+/// One raw request to the gateway: `method` on `url` with `token` (and a fresh
+/// proof for it) unless `None`, extra `headers`, and `body`.
+async fn raw(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&Token>,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> reqwest::Response {
+    let mut request = http
+        .request(method.clone(), url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(token) = token {
+        request = request
+            .header("authorization", format!("DPoP {}", token.access_token))
+            .header(
+                "dpop",
+                token
+                    .key
+                    .proof(method.as_str(), url, Some(&token.access_token), now()),
+            );
+    }
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    request.send().await.expect("the gateway answers")
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_refuses_bad_http_and_stays_up() {
+    let Some(tools) = mcp_tools("the_gateway_refuses_bad_http_and_stays_up") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let record = work.path().join("recorded.jsonl");
+    let upstream = Upstream::recording(&tools, work.path(), &record);
+    let config = gateway_config(work.path(), "recorder", &upstream.url);
+    let node = start_node(
+        TestStore::new(Backend::Sqlite).await,
+        &config,
+        &gateway_policies(work.path()),
+    );
+    let (status, body) = node
+        .admin_call(
+            reqwest::Method::PUT,
+            "/admin/v1/secrets/recorder-key",
+            Some(&json!({"value": "credential-one"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let agent = node.agent("reporter").await;
+    let token = node.root_token(&agent, &task_for(&["recorder.echo"])).await;
+    let http = reqwest::Client::new();
+    let url = node.node.url("/mcp/recorder");
+    let post = reqwest::Method::POST;
+    let init = || Some(INITIALIZE.as_bytes().to_vec());
+
+    // No token: 401, pointing at the resource metadata (RFC 9728), which names
+    // this resource and Mandate as its authorization server.
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::GET,
+        reqwest::Method::DELETE,
+    ] {
+        let response = raw(&http, method.clone(), &url, None, &[], init()).await;
+        assert_eq!(response.status(), 401, "{method} without a token");
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let metadata = node
+            .node
+            .url("/.well-known/oauth-protected-resource/mcp/recorder");
+        assert!(
+            challenge.starts_with("DPoP ")
+                && challenge.contains(&format!("resource_metadata=\"{metadata}\"")),
+            "{method}: WWW-Authenticate {challenge:?}"
+        );
+    }
+    let metadata: Value = http
+        .get(
+            node.node
+                .url("/.well-known/oauth-protected-resource/mcp/recorder"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["resource"], url, "{metadata}");
+    assert!(
+        metadata["authorization_servers"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{metadata}"
+    );
+
+    // A proof for another URL, or a replayed proof: 401.
+    let other = node.node.url("/mcp/elsewhere");
+    let response = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("DPoP {}", token.access_token))
+        .header("dpop", token.proof_for(&other))
+        .body(INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "a proof for another URL");
+    let proof = token.proof_for(&url);
+    let send_with = |proof: String| {
+        http.post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("DPoP {}", token.access_token))
+            .header("dpop", proof)
+            .body(INITIALIZE)
+            .send()
+    };
+    assert_eq!(send_with(proof.clone()).await.unwrap().status(), 200);
+    assert_eq!(
+        send_with(proof).await.unwrap().status(),
+        401,
+        "a replayed proof"
+    );
+
+    let before = recorded(&record).len();
+
+    // A browser page from a foreign origin: 403, even with a good token. A
+    // configured origin is let through.
+    let response = raw(
+        &http,
+        post.clone(),
+        &url,
+        Some(&token),
+        &[("origin", "https://evil.example")],
+        init(),
+    )
+    .await;
+    assert_eq!(response.status(), 403, "a foreign Origin");
+    let response = raw(
+        &http,
+        post.clone(),
+        &url,
+        Some(&token),
+        &[("origin", "http://localhost:3000")],
+        init(),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "an allowed Origin");
+    assert_eq!(recorded(&record).len(), before + 1);
+    let before = before + 1;
+
+    // Malformed JSON: 400 with a JSON-RPC parse error.
+    let response = raw(
+        &http,
+        post.clone(),
+        &url,
+        Some(&token),
+        &[],
+        Some(br#"{"jsonrpc":"2.0","id":1,"method":"#.to_vec()),
+    )
+    .await;
+    assert_eq!(response.status(), 400, "malformed JSON");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+    assert_eq!(answer["error"]["code"], -32700, "{answer}");
+    assert_eq!(answer["id"], Value::Null, "{answer}");
+
+    // A batch: refused with a JSON-RPC error (batching is not in these revisions).
+    let batch = format!("[{INITIALIZE}]");
+    let response = raw(
+        &http,
+        post.clone(),
+        &url,
+        Some(&token),
+        &[],
+        Some(batch.into_bytes()),
+    )
+    .await;
+    assert_eq!(response.status(), 400, "a batch");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("batch")),
+        "{answer}"
+    );
+
+    // A body over max_body_bytes (1 MiB by default): 413.
+    let mut huge = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 2 * 1024 * 1024));
+    huge.extend_from_slice(br#""}}}"#);
+    let response = raw(&http, post.clone(), &url, Some(&token), &[], Some(huge)).await;
+    assert_eq!(response.status(), 413, "an oversized body");
+
+    // An unknown upstream: 404.
+    let nowhere = node.node.url("/mcp/nowhere");
+    let response = raw(&http, post.clone(), &nowhere, Some(&token), &[], init()).await;
+    assert_eq!(response.status(), 404, "an unknown upstream");
+
+    // None of these reached the upstream.
+    assert_eq!(
+        recorded(&record).len(),
+        before,
+        "refused requests never reach the upstream"
+    );
+
+    // The node is still up and serving, the gateway included.
+    let health = http.get(node.node.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let run = sdk_client(
+        &tools,
+        &json!({
+            "url": url, "key": write_svid(&agent, work.path()).join("svid.key"),
+            "token": token.access_token, "mode": "legacy",
+            "steps": [{"op": "call_tool", "name": "echo", "arguments": {"message": "still up"}}],
+        }),
+    );
+    assert_eq!(
+        run["steps"][0],
+        json!({"ok": true, "is_error": false, "text": ["Echo: still up"]}),
+        "{run}"
+    );
+    node.finish().await;
+    drop(upstream);
+}
