@@ -303,7 +303,7 @@ pub fn method_request(
     )
 }
 
-fn check_upstream(upstream: &str) -> Result<(), RequestError> {
+pub(crate) fn check_upstream(upstream: &str) -> Result<(), RequestError> {
     let ok = !upstream.is_empty()
         && upstream
             .bytes()
@@ -325,16 +325,16 @@ fn non_empty(value: &str, what: &'static str) -> Result<(), RequestError> {
     }
 }
 
-fn uid(kind: &str, id: &str) -> EntityUid {
+pub(crate) fn uid(kind: &str, id: &str) -> EntityUid {
     let kind = EntityTypeName::from_str(kind).expect("the gateway's entity types are valid names");
     EntityUid::from_type_name_and_id(kind, EntityId::new(id))
 }
 
-fn string(s: &str) -> RestrictedExpression {
+pub(crate) fn string(s: &str) -> RestrictedExpression {
     RestrictedExpression::new_string(s.to_owned())
 }
 
-fn record<'a>(
+pub(crate) fn record<'a>(
     pairs: impl IntoIterator<Item = (&'a str, RestrictedExpression)>,
 ) -> Result<RestrictedExpression, RequestError> {
     RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v))).map_err(
@@ -345,7 +345,7 @@ fn record<'a>(
     )
 }
 
-fn build(
+pub(crate) fn build(
     spiffe_id: &str,
     attributes: &[(impl AsRef<str>, impl AsRef<str>)],
     action: &str,
@@ -503,7 +503,7 @@ fn flatten(
 }
 
 /// The task context, written by the server: entity escapes are honoured.
-fn task_value(task: &Value) -> Result<RestrictedExpression, RequestError> {
+pub(crate) fn task_value(task: &Value) -> Result<RestrictedExpression, RequestError> {
     let mut values = 0;
     check_bounds(task, 1, &mut values)?;
     trusted_value(task, &mut "context.task".to_owned())

@@ -10,7 +10,9 @@
 //! [`filter_tools_list_sse`] narrow a `tools/list` answer to what the task may
 //! call; [`error_response`] writes refusals with Mandate's codes.
 //! [`protected_resource_metadata`], [`www_authenticate`] and
-//! [`origin_allowed`] serve the HTTP edges.
+//! [`origin_allowed`] serve the HTTP edges. For the HTTP reverse proxy in
+//! front of legacy REST APIs, [`RestRoutes`] maps a method and path to a
+//! Cedar action and resource and [`rest_request`] builds its question.
 //!
 //! Everything here is a pure function over bytes and values: no network, no
 //! clock, no store, no token checks. The server does HTTP, verifies task
@@ -51,6 +53,7 @@ mod headers;
 mod oauth;
 mod origin;
 mod reply;
+mod rest;
 mod sse;
 mod tools_list;
 
@@ -77,6 +80,10 @@ pub use reply::{
     APPROVAL_PENDING, AUDIT_UNAVAILABLE, DENIED_BY_POLICY, HEADER_MISMATCH, INTERNAL_ERROR,
     INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UPSTREAM_TIMEOUT,
     UPSTREAM_UNAVAILABLE, denial_data, error_response, tool_error_result,
+};
+pub use rest::{
+    MatchError, PROXY_ACTION_GROUP, REST_SCHEMA_FRAGMENT, RestMatch, RestRoutes, RestRule,
+    RuleError, rest_request,
 };
 pub use sse::{SseEvent, filter_tools_list_sse, parse_sse, write_sse};
 pub use tools_list::filter_tools_list;

@@ -113,6 +113,9 @@ pub struct Config {
     /// from. A request with any other `Origin` header is refused with 403;
     /// requests without one (non-browser clients) are not affected.
     pub mcp_allowed_origins: Vec<String>,
+    /// Legacy REST APIs reachable through the HTTP reverse proxy at
+    /// `/proxy/<name>/...` (TOML only; see [`HttpUpstream`]).
+    pub http_upstreams: Vec<HttpUpstream>,
 }
 
 /// One MCP server behind the gateway.
@@ -169,6 +172,99 @@ pub struct McpToolEntry {
     /// it only reads.
     #[serde(default)]
     pub egress: bool,
+}
+
+/// One REST API behind the HTTP reverse proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpUpstream {
+    /// Its name: the proxy serves it at `/proxy/<name>/`, and each endpoint
+    /// is the tool `<name>.<action>` a task must hold. Not also the name of an
+    /// MCP upstream.
+    pub name: String,
+    /// Its base URL (`https://api.github.com`); `/proxy/<name>/a/b?q` goes to
+    /// `<url>/a/b?q`.
+    pub url: String,
+    /// The credential injected into every request forwarded to it.
+    #[serde(default)]
+    pub credential: Option<UpstreamCredential>,
+    /// How long the upstream may take to start answering (the request body
+    /// sent, the status and headers back), in milliseconds. The answer's body
+    /// then streams for as long as both sides keep it.
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Largest request body forwarded, in bytes, counted as it streams.
+    /// Default: `max_body_bytes`.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Its endpoints, tried in order; a request no rule matches is refused.
+    #[serde(default)]
+    pub rules: Vec<HttpRule>,
+}
+
+/// One endpoint of an [`HttpUpstream`], mapped to a Cedar action and resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRule {
+    /// `GET`, `POST`, ..., or `*` for any method.
+    pub method: String,
+    /// A path template below the upstream: `/repos/{owner}/{repo}/issues`;
+    /// `{name}` matches one segment, a last `{name*}` the rest of the path.
+    pub path: String,
+    /// The Cedar action (`list_issues`), declared `in [proxy]` in the schema.
+    pub action: String,
+    /// The Cedar entity type of the resource (`Repo`).
+    pub resource_type: String,
+    /// The resource's id, from the path's captures (`{owner}/{repo}`).
+    pub resource_id: String,
+    /// `read`, `act` or `delegate`: the capability the endpoint needs.
+    pub class: String,
+    /// Data labels for policy (`confidential`, ...).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Whether it can move data out (send, post, upload).
+    #[serde(default)]
+    pub egress: bool,
+}
+
+impl HttpUpstream {
+    /// Its rules, checked.
+    pub(crate) fn routes(&self) -> Result<mandate_gateway::RestRoutes, String> {
+        let mut rules = Vec::with_capacity(self.rules.len());
+        for (index, rule) in self.rules.iter().enumerate() {
+            let class = match rule.class.as_str() {
+                "read" => mandate_gateway::ToolClass::Read,
+                "act" => mandate_gateway::ToolClass::Act,
+                "delegate" => mandate_gateway::ToolClass::Delegate,
+                other => {
+                    return Err(format!(
+                        "{}: rules[{index}]: class {other:?} must be read, act or delegate",
+                        self.name
+                    ));
+                }
+            };
+            rules.push(mandate_gateway::RestRule {
+                method: rule.method.clone(),
+                path: rule.path.clone(),
+                action: rule.action.clone(),
+                resource_type: rule.resource_type.clone(),
+                resource_id: rule.resource_id.clone(),
+                class,
+                labels: rule.labels.clone(),
+                egress: rule.egress,
+            });
+        }
+        mandate_gateway::RestRoutes::new(rules).map_err(|e| format!("{}: {e}", self.name))
+    }
+}
+
+/// Whether `name` may name an upstream: 1 to 64 lower-case letters, digits, '-' and '_'.
+fn upstream_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// A SPIFFE trust bundle to load at start.
@@ -243,6 +339,7 @@ impl Default for Config {
             sync_ms: 250,
             mcp_upstreams: Vec::new(),
             mcp_allowed_origins: Vec::new(),
+            http_upstreams: Vec::new(),
             secrets_kek: None,
             secrets_kek_file: None,
         }
@@ -251,7 +348,7 @@ impl Default for Config {
 
 /// The keys a `MANDATE_*` variable may set. Other `MANDATE_*` variables (used by
 /// tests or other tools) are left alone rather than rejected.
-pub const KEYS: [&str; 34] = [
+pub const KEYS: [&str; 35] = [
     "listen",
     "data_dir",
     "policy_dir",
@@ -286,6 +383,7 @@ pub const KEYS: [&str; 34] = [
     "secrets_kek_file",
     "mcp_upstreams",
     "mcp_allowed_origins",
+    "http_upstreams",
 ];
 
 /// A configuration that cannot be used. The message names the key.
@@ -434,12 +532,7 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for upstream in &self.mcp_upstreams {
-            let name_ok = !upstream.name.is_empty()
-                && upstream.name.len() <= 64
-                && upstream.name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !name_ok {
+            if !upstream_name_ok(&upstream.name) {
                 return invalid(
                     "mcp_upstreams",
                     &format!(
@@ -476,6 +569,68 @@ impl Config {
                         ),
                     );
                 }
+            }
+        }
+        let mut http_names = std::collections::HashSet::new();
+        for upstream in &self.http_upstreams {
+            let name = &upstream.name;
+            if !upstream_name_ok(name) {
+                return invalid(
+                    "http_upstreams",
+                    &format!("name {name:?}: use 1 to 64 lower-case letters, digits, '-' and '_'"),
+                );
+            }
+            if !http_names.insert(name.as_str()) {
+                return invalid("http_upstreams", &format!("name {name:?} is used twice"));
+            }
+            if names.contains(name.as_str()) {
+                return invalid(
+                    "http_upstreams",
+                    &format!(
+                        "name {name:?} is also an MCP upstream's: their tools would share names"
+                    ),
+                );
+            }
+            let url_ok = (upstream.url.starts_with("http://")
+                || upstream.url.starts_with("https://"))
+                && !upstream.url.contains(['?', '#'])
+                && reqwest::Url::parse(&upstream.url).is_ok();
+            if !url_ok {
+                return invalid(
+                    "http_upstreams",
+                    &format!(
+                        "{name}: url must be an http:// or https:// base URL without query or fragment"
+                    ),
+                );
+            }
+            if upstream.timeout_ms == 0 {
+                return invalid(
+                    "http_upstreams",
+                    &format!("{name}: timeout_ms must be at least 1"),
+                );
+            }
+            if upstream.max_body_bytes == Some(0) {
+                return invalid(
+                    "http_upstreams",
+                    &format!("{name}: max_body_bytes must be at least 1"),
+                );
+            }
+            if let Some(credential) = &upstream.credential {
+                if axum::http::HeaderName::from_bytes(credential.header.as_bytes()).is_err() {
+                    return invalid(
+                        "http_upstreams",
+                        &format!(
+                            "{name}: credential header {:?} is not a header name",
+                            credential.header
+                        ),
+                    );
+                }
+                if let Err(e) = mandate_secrets::validate_name(&credential.secret) {
+                    return invalid("http_upstreams", &format!("{name}: credential secret: {e}"));
+                }
+            }
+            if let Err(message) = upstream.routes() {
+                return invalid("http_upstreams", &message);
             }
         }
         for bundle in &self.trust_bundles {
@@ -684,6 +839,95 @@ mod tests {
             err,
             "configuration: secrets_kek: set secrets_kek or secrets_kek_file, not both"
         );
+    }
+
+    const GITHUB: &str = r#"
+[[http_upstreams]]
+name = "github"
+url = "https://api.github.com"
+credential = { header = "Authorization", secret = "github-token", format = "Bearer {secret}" }
+
+[[http_upstreams.rules]]
+method = "GET"
+path = "/repos/{owner}/{repo}/issues"
+action = "list_issues"
+resource_type = "Repo"
+resource_id = "{owner}/{repo}"
+class = "read"
+"#;
+
+    #[test]
+    fn http_upstreams_are_read_from_toml_with_defaults() {
+        let c = load_in_jail(|jail| {
+            jail.create_file("m.toml", GITHUB).unwrap();
+            Config::load(Some(Path::new("m.toml")), Flags::default())
+        })
+        .unwrap();
+        let github = &c.http_upstreams[0];
+        assert_eq!(github.timeout_ms, 30_000);
+        assert_eq!(github.max_body_bytes, None);
+        let rule = &github.rules[0];
+        assert_eq!((rule.labels.len(), rule.egress), (0, false));
+        assert_eq!(github.routes().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_documented_http_upstream_loads() {
+        let readme = include_str!("../../../README.md");
+        let doc = &readme[readme
+            .find("## HTTP reverse proxy")
+            .expect("the README documents the proxy")..];
+        let start = doc.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+        let toml = &doc[start..start + doc[start..].find("```").unwrap()];
+        let c = load_in_jail(|jail| {
+            jail.create_file("m.toml", toml).unwrap();
+            Config::load(Some(Path::new("m.toml")), Flags::default())
+        })
+        .unwrap();
+        let routes = c.http_upstreams[0].routes().unwrap();
+        let matched = routes
+            .match_request("POST", "/repos/acme/web/issues")
+            .unwrap();
+        assert_eq!(
+            (matched.action.as_str(), matched.resource_id.as_str()),
+            ("create_issue", "acme/web")
+        );
+    }
+
+    #[test]
+    fn a_bad_http_rule_is_named_by_upstream_and_index() {
+        let cases = [
+            (
+                GITHUB.replace("class = \"read\"", "class = \"write\""),
+                r#"configuration: http_upstreams: github: rules[0]: class "write" must be read, act or delegate"#,
+            ),
+            (
+                GITHUB.replace("{owner}/{repo}\"\nclass", "{owner}/{repository}\"\nclass"),
+                r#"configuration: http_upstreams: github: rules[0]: resource_id "{owner}/{repository}": {repository} is not a capture of the path (it has ["owner", "repo"])"#,
+            ),
+            (
+                GITHUB.replace("https://api.github.com", "https://api.github.com/?x=1"),
+                "configuration: http_upstreams: github: url must be an http:// or https:// base URL without query or fragment",
+            ),
+            (
+                format!(
+                    "{GITHUB}\n[[mcp_upstreams]]\nname = \"github\"\nurl = \"http://127.0.0.1:1/mcp\"\n"
+                ),
+                r#"configuration: http_upstreams: name "github" is also an MCP upstream's: their tools would share names"#,
+            ),
+            (
+                GITHUB.replace("header = \"Authorization\"", "header = \"Bad Header\""),
+                r#"configuration: http_upstreams: github: credential header "Bad Header" is not a header name"#,
+            ),
+        ];
+        for (toml, expected) in cases {
+            let err = load_in_jail(|jail| {
+                jail.create_file("m.toml", &toml).unwrap();
+                Config::load(Some(Path::new("m.toml")), Flags::default())
+            })
+            .unwrap_err();
+            assert_eq!(err, expected);
+        }
     }
 
     #[test]

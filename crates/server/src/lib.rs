@@ -18,6 +18,7 @@ mod mcp;
 mod metrics;
 mod node;
 mod oauth;
+mod proxy;
 mod routes;
 mod run;
 mod state;
@@ -26,8 +27,8 @@ mod tls;
 mod vault;
 
 pub use config::{
-    Config, ConfigError, KEYS, LogFormat, McpToolEntry, McpUpstream, TrustBundleSource,
-    UpstreamCredential,
+    Config, ConfigError, HttpRule, HttpUpstream, KEYS, LogFormat, McpToolEntry, McpUpstream,
+    TrustBundleSource, UpstreamCredential,
 };
 pub use error::ApiError;
 pub use node::existing_head_key;

@@ -456,7 +456,8 @@ async fn post_message(
     relay(forwarded)
 }
 
-fn agent_attrs(agent: &AgentRecord) -> Vec<(String, String)> {
+/// The agent's registry attributes, as the principal's in Cedar requests.
+pub(crate) fn agent_attrs(agent: &AgentRecord) -> Vec<(String, String)> {
     [
         ("name", &agent.name),
         ("owner", &agent.owner),
@@ -515,7 +516,7 @@ async fn forward(
     // A POST's answer (JSON, or an SSE stream ending with the response) must
     // come within the timeout; a GET stream stays open as long as both sides
     // keep it.
-    let mut request = state.http.request(method.clone(), &config.url);
+    let mut request = state.upstream_http.request(method.clone(), &config.url);
     if method != Method::GET {
         request = request.timeout(Duration::from_millis(config.timeout_ms));
     }
@@ -525,26 +526,9 @@ async fn forward(
         }
     }
     if let Some(credential) = &config.credential {
-        let secret = crate::vault::reveal_secret(state, &credential.secret)
-            .await
-            .map_err(|e| {
-                tracing::error!(upstream = %config.name, error = %e, "upstream credential unavailable");
-                format!("the credential for upstream {} cannot be used", config.name)
-            })?;
-        let text = std::str::from_utf8(secret.expose())
-            .map_err(|_| format!("the credential for upstream {} is not text", config.name))?;
-        let value = zeroize::Zeroizing::new(match &credential.format {
-            Some(format) => format.replace("{secret}", text),
-            None => text.to_owned(),
-        });
-        let mut value = HeaderValue::from_str(&value).map_err(|_| {
-            format!(
-                "the credential for upstream {} is not a valid header value",
-                config.name
-            )
-        })?;
-        value.set_sensitive(true);
-        request = request.header(credential.header.as_str(), value);
+        let (name, value) =
+            crate::vault::credential_header(state, &config.name, credential).await?;
+        request = request.header(name, value);
     }
     if let Some(body) = body {
         request = request.body(body);

@@ -35,6 +35,7 @@ pub fn router(state: AppState, request_timeout: Duration, base: &str) -> Router 
         .merge(crate::oauth::routes())
         .merge(crate::admin::routes())
         .merge(crate::mcp::routes())
+        .merge(crate::proxy::routes())
         .merge(crate::admin_secrets::routes())
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))

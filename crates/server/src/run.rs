@@ -154,9 +154,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<_>>()?,
         ),
         mcp_allowed_origins: Arc::new(config.mcp_allowed_origins.clone()),
-        http: reqwest::Client::builder()
+        proxy_upstreams: Arc::new(
+            config
+                .http_upstreams
+                .iter()
+                .map(|u| {
+                    Ok((
+                        u.name.clone(),
+                        Arc::new(crate::proxy::ProxyUpstream::new(
+                            u.clone(),
+                            config.max_body_bytes,
+                        )?),
+                    ))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        ),
+        upstream_http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the upstream HTTP client")?,
         admin,

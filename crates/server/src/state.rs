@@ -32,8 +32,14 @@ pub struct AppState {
     pub(crate) upstreams: Arc<std::collections::HashMap<String, Arc<crate::mcp::Upstream>>>,
     /// Origins browsers may call the MCP gateway from.
     pub(crate) mcp_allowed_origins: Arc<Vec<String>>,
-    /// The client for upstream calls (one connection pool).
-    pub(crate) http: reqwest::Client,
+    /// HTTP reverse proxy upstreams by name.
+    pub(crate) proxy_upstreams:
+        Arc<std::collections::HashMap<String, Arc<crate::proxy::ProxyUpstream>>>,
+    /// The client for MCP and proxy upstreams (one connection pool). It
+    /// never follows redirects: a redirect would carry the injected credential
+    /// to wherever it points, so it is the agent's to follow, through the
+    /// gateway and its rules, or not at all.
+    pub(crate) upstream_http: reqwest::Client,
     /// SHA-256 hashes of the admin credentials.
     pub(crate) admin: Arc<RwLock<Vec<String>>>,
     /// The secrets KEK and where sealed secrets go.

@@ -9,9 +9,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::http::{HeaderName, HeaderValue};
 use mandate_secrets::{Kek, SealedSecret, SecretError, SecretValue, validate_name};
 use mandate_store::{SecretRecord, Store, StoreError};
 
+use crate::config::UpstreamCredential;
 use crate::state::AppState;
 
 /// Why a secret could not be stored, rotated or revealed.
@@ -129,6 +131,36 @@ impl SecretVault {
 /// (Its work, [`SecretVault::reveal`], is what the tests below exercise.)
 pub(crate) async fn reveal_secret(state: &AppState, name: &str) -> Result<SecretValue, VaultError> {
     state.secrets.reveal(name).await
+}
+
+/// The header an upstream's `credential` puts on a forwarded request: the
+/// secret revealed and put into its format, marked sensitive. The message of
+/// an error names the upstream, never the value.
+pub(crate) async fn credential_header(
+    state: &AppState,
+    upstream: &str,
+    credential: &UpstreamCredential,
+) -> Result<(HeaderName, HeaderValue), String> {
+    let name = HeaderName::from_bytes(credential.header.as_bytes()).map_err(|_| {
+        format!("the credential header of upstream {upstream} is not a valid header name")
+    })?;
+    let secret = reveal_secret(state, &credential.secret)
+        .await
+        .map_err(|e| {
+            tracing::error!(upstream, error = %e, "upstream credential unavailable");
+            format!("the credential for upstream {upstream} cannot be used")
+        })?;
+    let text = std::str::from_utf8(secret.expose())
+        .map_err(|_| format!("the credential for upstream {upstream} is not text"))?;
+    let value = zeroize::Zeroizing::new(match &credential.format {
+        Some(format) => format.replace("{secret}", text),
+        None => text.to_owned(),
+    });
+    let mut value = HeaderValue::from_str(&value).map_err(|_| {
+        format!("the credential for upstream {upstream} is not a valid header value")
+    })?;
+    value.set_sensitive(true);
+    Ok((name, value))
 }
 
 fn record(
