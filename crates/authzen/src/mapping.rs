@@ -20,10 +20,10 @@
 
 use std::str::FromStr;
 
-use mandate_policy::DecisionRequest;
 use mandate_policy::cedar_policy::{
     Context, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
 };
+use mandate_policy::{DecisionRequest, JsonValueError, json_object_to_cedar, json_to_cedar};
 use serde_json::{Map, Value};
 
 use crate::wire::EvaluationRequest;
@@ -93,78 +93,24 @@ fn entity_uid(
     ))
 }
 
-/// Converts a JSON value into a Cedar value; `path` names it in errors.
-fn to_value(value: &Value, path: &mut String) -> Result<RestrictedExpression, MappingError> {
-    match value {
-        Value::String(s) => Ok(RestrictedExpression::new_string(s.clone())),
-        Value::Bool(b) => Ok(RestrictedExpression::new_bool(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Ok(RestrictedExpression::new_long(i)),
-            None => Err(MappingError::Value {
-                path: path.clone(),
-                what: format!(
-                    "{n} is not a 64-bit integer; Cedar has no floating point (send it as a string, e.g. for decimal())"
-                ),
-            }),
-        },
-        Value::Null => Err(MappingError::Value {
-            path: path.clone(),
-            what: "null is not a Cedar value; leave the field out instead".to_owned(),
-        }),
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                out.push(to_value(item, path)?);
-                path.truncate(len);
-            }
-            Ok(RestrictedExpression::new_set(out))
-        }
-        Value::Object(map) if map.len() == 1 && map.contains_key("__entity") => {
-            let reference = &map["__entity"];
-            let field = |name: &str| reference.get(name).and_then(Value::as_str);
-            match (field("type"), field("id")) {
-                (Some(kind), Some(id)) if !id.is_empty() => {
-                    let type_name =
-                        EntityTypeName::from_str(kind).map_err(|_| MappingError::Value {
-                            path: path.clone(),
-                            what: format!("{kind:?} is not a valid entity type"),
-                        })?;
-                    Ok(RestrictedExpression::new_entity_uid(
-                        EntityUid::from_type_name_and_id(type_name, EntityId::new(id)),
-                    ))
-                }
-                _ => Err(MappingError::Value {
-                    path: path.clone(),
-                    what: "__entity must be {\"type\": \"...\", \"id\": \"...\"}".to_owned(),
-                }),
-            }
-        }
-        Value::Object(map) => {
-            let pairs = to_pairs(map, path)?;
-            // Keys of a JSON object are unique, so this cannot fail.
-            RestrictedExpression::new_record(pairs).map_err(|e| MappingError::Value {
-                path: path.clone(),
-                what: e.to_string(),
-            })
+impl From<JsonValueError> for MappingError {
+    fn from(e: JsonValueError) -> MappingError {
+        MappingError::Value {
+            path: e.path,
+            what: e.what,
         }
     }
+}
+
+fn to_value(value: &Value, path: &mut String) -> Result<RestrictedExpression, MappingError> {
+    Ok(json_to_cedar(value, path)?)
 }
 
 fn to_pairs(
     map: &Map<String, Value>,
     path: &mut String,
 ) -> Result<Vec<(String, RestrictedExpression)>, MappingError> {
-    let mut out = Vec::with_capacity(map.len());
-    for (k, v) in map {
-        let len = path.len();
-        path.push('.');
-        path.push_str(k);
-        out.push((k.clone(), to_value(v, path)?));
-        path.truncate(len);
-    }
-    Ok(out)
+    Ok(json_object_to_cedar(map, path)?)
 }
 
 fn properties(

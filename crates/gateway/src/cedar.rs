@@ -42,7 +42,7 @@ use mandate_policy::DecisionRequest;
 use mandate_policy::cedar_policy::{
     Context, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::catalog::CatalogEntry;
 
@@ -510,64 +510,9 @@ pub(crate) fn task_value(task: &Value) -> Result<RestrictedExpression, RequestEr
 }
 
 fn trusted_value(value: &Value, path: &mut String) -> Result<RestrictedExpression, RequestError> {
-    let bad = |path: &String, what: String| RequestError::Value {
-        path: path.clone(),
-        what,
-    };
-    match value {
-        Value::String(s) => Ok(string(s)),
-        Value::Bool(b) => Ok(RestrictedExpression::new_bool(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Ok(RestrictedExpression::new_long(i)),
-            None => Err(bad(path, format!("{n} is not a 64-bit integer"))),
-        },
-        Value::Null => Err(bad(path, "null is not a Cedar value".to_owned())),
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                out.push(trusted_value(item, path)?);
-                path.truncate(len);
-            }
-            Ok(RestrictedExpression::new_set(out))
-        }
-        Value::Object(map) if map.len() == 1 && map.contains_key("__entity") => {
-            let reference = &map["__entity"];
-            let field = |name: &str| reference.get(name).and_then(Value::as_str);
-            match (field("type"), field("id")) {
-                (Some(kind), Some(id)) if !id.is_empty() => {
-                    let kind = EntityTypeName::from_str(kind)
-                        .map_err(|_| bad(path, format!("{kind:?} is not a valid entity type")))?;
-                    Ok(RestrictedExpression::new_entity_uid(
-                        EntityUid::from_type_name_and_id(kind, EntityId::new(id)),
-                    ))
-                }
-                _ => Err(bad(
-                    path,
-                    "__entity must be {\"type\": \"...\", \"id\": \"...\"}".to_owned(),
-                )),
-            }
-        }
-        Value::Object(map) => trusted_record(map, path),
-    }
-}
-
-fn trusted_record(
-    map: &Map<String, Value>,
-    path: &mut String,
-) -> Result<RestrictedExpression, RequestError> {
-    let mut out = Vec::with_capacity(map.len());
-    for (k, v) in map {
-        let len = path.len();
-        path.push('.');
-        path.push_str(k);
-        out.push((k.clone(), trusted_value(v, path)?));
-        path.truncate(len);
-    }
-    RestrictedExpression::new_record(out).map_err(|e| RequestError::Value {
-        path: path.clone(),
-        what: e.to_string(),
+    mandate_policy::json_to_cedar(value, path).map_err(|e| RequestError::Value {
+        path: e.path,
+        what: e.what,
     })
 }
 

@@ -16,11 +16,13 @@ mod engine;
 mod entities;
 mod error;
 mod index;
+mod json;
 mod load;
 
 pub use bundle::{DecisionRequest, PolicyBundle};
 pub use engine::{PolicyEngine, ReloadOutcome, ReloadStatus};
 pub use error::PolicyError;
+pub use json::{JsonValueError, json_object_to_cedar, json_to_cedar};
 pub use load::{Fingerprint, PolicySources, SourceFile};
 
 /// Cedar itself, re-exported so that callers build requests with the same version.

@@ -551,16 +551,27 @@ async fn forward(
 
 /// Passes the upstream's answer on, streaming (SSE stays SSE).
 fn relay(upstream: reqwest::Response) -> Response {
-    let status =
-        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = upstream.status();
+    let headers = upstream.headers().clone();
+    answer(status, &headers, Body::from_stream(upstream.bytes_stream()))
+}
+
+/// An answer with the upstream's status and the response headers the
+/// gateway passes on.
+fn answer(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: Body,
+) -> Response {
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = Response::builder().status(status);
     for name in FORWARDED_RESPONSE_HEADERS {
-        if let Some(value) = upstream.headers().get(name) {
+        if let Some(value) = headers.get(name) {
             builder = builder.header(HeaderName::from_static(name), value.as_bytes());
         }
     }
     builder
-        .body(Body::from_stream(upstream.bytes_stream()))
+        .body(body)
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
@@ -570,8 +581,7 @@ async fn filtered_tools_list(
     claims: &TaskClaims,
     name: &str,
 ) -> Response {
-    let status =
-        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = upstream.status();
     let headers = upstream.headers().clone();
     let is_sse = headers
         .get(header::CONTENT_TYPE)
@@ -613,15 +623,7 @@ async fn filtered_tools_list(
             );
         }
     };
-    let mut builder = Response::builder().status(status);
-    for name in FORWARDED_RESPONSE_HEADERS {
-        if let Some(value) = headers.get(name) {
-            builder = builder.header(HeaderName::from_static(name), value.as_bytes());
-        }
-    }
-    builder
-        .body(Body::from(body))
-        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+    answer(status, &headers, Body::from(body))
 }
 
 /// `GET /mcp/{upstream}`: the server-to-client stream, passed through.
