@@ -65,12 +65,13 @@
 //! machine, so the client's and the upstream's CPU come out of the gateway's
 //! budget too.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
@@ -78,30 +79,16 @@ use axum::response::{IntoResponse, Response};
 use mandate_tokens::DpopKey;
 use serde_json::{Value, json};
 
-const WARM_UP: Duration = Duration::from_secs(2);
+use support::{
+    Node, ProofBatch, Tally, WARM_UP, env_number, now_secs, register_agent, send_timed,
+    sign_on_all_cores, token_exchange_form,
+};
+
 /// One stretch of one route; the routes take turns.
 const ROUND: Duration = Duration::from_secs(1);
-const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const PROTOCOL_VERSION: &str = "2025-11-25";
 /// A guess of the closed-loop rate, to size the warm-up's proof batches.
 const GUESSED_RATE: f64 = 20_000.0;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a whole number, not {v:?}")),
-        Err(_) => default,
-    }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 // ---------------------------------------------------------------------------
 // The upstream.
@@ -158,140 +145,31 @@ fn start_upstream() -> (tokio::runtime::Runtime, String) {
 // ---------------------------------------------------------------------------
 // The node.
 
-/// The `mandate serve` under test.
-struct Node {
-    child: Option<Child>,
-    pid: u32,
-    http_base: String,
-    https_base: String,
-    stderr_log: PathBuf,
+/// Writes the node's config, declaring the upstream at `upstream_url` as
+/// `everything` with `echo` catalogued as a `read` tool.
+fn write_config(dir: &Path, upstream_url: &str) -> PathBuf {
+    let config = dir.join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mcp_upstreams]]\nname = \"everything\"\nurl = \"{upstream_url}\"\n\n\
+             [[mcp_upstreams.tools]]\nname = \"echo\"\nclass = \"read\"\n"
+        ),
+    )
+    .expect("config file");
+    config
 }
 
-impl Node {
-    fn start(dir: &Path, upstream_url: &str) -> Node {
-        let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        let data_dir = dir.join("data");
-        let config = dir.join("gw.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[mcp_upstreams]]\nname = \"everything\"\nurl = \"{upstream_url}\"\n\n\
-                 [[mcp_upstreams.tools]]\nname = \"echo\"\nclass = \"read\"\n"
-            ),
-        )
-        .expect("config file");
-        let stderr_log = dir.join("node-stderr.log");
-        let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--policy-dir")
-            .arg(repo.join("examples/agents"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--log-level", "warn"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("mandate starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Reads the two listening lines, then drains stdout to the end so the
-        // node never writes into a closed pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(base) = line.trim().strip_prefix("mandate listening on ") {
-                    let _ = tx.send(base.to_owned());
-                }
-            }
-        });
-        let mut node = Node {
-            pid: child.id(),
-            child: Some(child),
-            http_base: String::new(),
-            https_base: String::new(),
-            stderr_log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while node.http_base.is_empty() || node.https_base.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(base) if base.starts_with("https://") => node.https_base = base,
-                Ok(base) => node.http_base = base,
-                Err(_) => panic!(
-                    "mandate did not print both listening lines:\n{}",
-                    node.stderr()
-                ),
-            }
-        }
-        node
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-    }
-
-    /// The admin credential the node printed on stderr at its first start.
-    fn admin_credential(&self) -> String {
-        let logs = self.stderr();
-        let start = logs
-            .find("mandate_admin_")
-            .unwrap_or_else(|| panic!("no admin credential on stderr:\n{logs}"));
-        logs[start..]
-            .split(|c: char| c.is_whitespace() || c == '"')
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// CPU time (user + system) the node has used, in clock ticks.
-    fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .expect("/proc/<pid>/stat of the node");
-        // The fields after the command name (which may hold spaces) start at
-        // field 3; utime and stime are fields 14 and 15.
-        let after = &stat[stat.rfind(')').expect("stat has a command name") + 1..];
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let field = |n: usize| -> u64 { fields[n - 3].parse().expect("a tick count") };
-        field(14) + field(15)
-    }
-
-    /// SIGTERM, then waits up to 20 s for the node to exit (SIGKILL after).
-    fn stop(&mut self) -> String {
-        let Some(mut child) = self.child.take() else {
-            return "not running".to_owned();
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return format!("exited after SIGTERM: {status}"),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return "did not exit within 20 s of SIGTERM: killed".to_owned();
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// CPU time (user + system) the node has used, in clock ticks.
+fn cpu_ticks(node: &Node) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.pid))
+        .expect("/proc/<pid>/stat of the node");
+    // The fields after the command name (which may hold spaces) start at
+    // field 3; utime and stime are fields 14 and 15.
+    let after = &stat[stat.rfind(')').expect("stat has a command name") + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| -> u64 { fields[n - 3].parse().expect("a tick count") };
+    field(14) + field(15)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 if that fails).
@@ -394,24 +272,7 @@ impl Target {
 
     /// `n` fresh proofs for `route`, signed on all cores.
     fn sign_proofs(&self, route: Route, n: usize) -> Vec<String> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = n.div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|i| {
-                    let count = per.min(n.saturating_sub(i * per));
-                    s.spawn(move || {
-                        (0..count)
-                            .map(|_| self.sign_proof(route))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("signing thread"))
-                .collect()
-        })
+        sign_on_all_cores(n, || self.sign_proof(route))
     }
 }
 
@@ -420,76 +281,6 @@ fn echo_call(id: u64) -> String {
     format!(
         r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}}}}}}"#
     )
-}
-
-/// Pre-signed proofs handed out once each.
-struct ProofBatch {
-    proofs: Vec<String>,
-    next: AtomicUsize,
-}
-
-impl ProofBatch {
-    fn take(&self) -> Option<String> {
-        self.proofs
-            .get(self.next.fetch_add(1, Ordering::Relaxed))
-            .cloned()
-    }
-}
-
-/// What the tasks of one or more stretches saw.
-#[derive(Default)]
-struct Tally {
-    /// Latency of each successful call, in microseconds.
-    latencies_us: Vec<u32>,
-    failures: u64,
-    first_failure: Option<String>,
-    inline_proofs: u64,
-    elapsed: Duration,
-    /// The node's CPU ticks over the stretches.
-    cpu_ticks: u64,
-    /// Paced runs: how late the latest call started after its scheduled time.
-    max_lag: Duration,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        self.latencies_us.extend(other.latencies_us);
-        self.failures += other.failures;
-        self.first_failure = self.first_failure.take().or(other.first_failure);
-        self.inline_proofs += other.inline_proofs;
-        self.elapsed += other.elapsed;
-        self.cpu_ticks += other.cpu_ticks;
-        self.max_lag = self.max_lag.max(other.max_lag);
-    }
-
-    fn record(&mut self, outcome: Result<u32, String>) {
-        match outcome {
-            Ok(us) => self.latencies_us.push(us),
-            Err(why) => {
-                self.failures += 1;
-                self.first_failure.get_or_insert(why);
-            }
-        }
-    }
-
-    fn rate(&self) -> f64 {
-        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Nearest-rank percentile in milliseconds (`latencies_us` sorted).
-    fn percentile_ms(&self, p: f64) -> f64 {
-        let n = self.latencies_us.len();
-        if n == 0 {
-            return f64::NAN;
-        }
-        let rank = ((p * n as f64).ceil() as usize).clamp(1, n);
-        f64::from(self.latencies_us[rank - 1]) / 1000.0
-    }
-
-    /// The node's CPU per successful call, in microseconds.
-    fn cpu_us_per_call(&self, ticks_per_second: f64) -> f64 {
-        self.cpu_ticks as f64 / ticks_per_second * 1e6 / (self.latencies_us.len().max(1) as f64)
-    }
 }
 
 /// One `tools/call`; `Err` holds what went wrong. The proof is signed before
@@ -507,12 +298,7 @@ async fn one(
             target.sign_proof(route)
         })
     });
-    let request = target.request(route, echo_call(id), proof);
-    let started = Instant::now();
-    let response = request.send().await.map_err(|e| format!("send: {e}"))?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| format!("body: {e}"))?;
-    let took = started.elapsed();
+    let (status, body, us) = send_timed(target.request(route, echo_call(id), proof)).await?;
     let text = || String::from_utf8_lossy(&body).into_owned();
     if status != reqwest::StatusCode::OK {
         return Err(format!("{status}: {}", text()));
@@ -522,7 +308,7 @@ async fn one(
     if answer["id"] != id || !answer["result"].is_object() {
         return Err(format!("not the JSON-RPC result of call {id}: {}", text()));
     }
-    Ok(u32::try_from(took.as_micros()).unwrap_or(u32::MAX))
+    Ok(us)
 }
 
 /// How the tasks send.
@@ -545,7 +331,7 @@ async fn stretch(
     length: Duration,
     proofs: Option<Arc<ProofBatch>>,
 ) -> Tally {
-    let ticks_before = node.cpu_ticks();
+    let ticks_before = cpu_ticks(node);
     let started = Instant::now();
     let deadline = started + length;
     let tasks: Vec<_> = (0..concurrency)
@@ -587,7 +373,7 @@ async fn stretch(
         total.merge(task.await.expect("request task"));
     }
     total.elapsed = started.elapsed();
-    total.cpu_ticks = node.cpu_ticks().saturating_sub(ticks_before);
+    total.cpu_ticks = cpu_ticks(node).saturating_sub(ticks_before);
     total
 }
 
@@ -610,10 +396,7 @@ async fn interleaved(
             .map(|(&route, &rate)| {
                 target.binding(route).map(|_| {
                     let n = (rate * ROUND.as_secs_f64() * 1.5) as usize + concurrency * 64;
-                    Arc::new(ProofBatch {
-                        proofs: target.sign_proofs(route, n.min(2_000_000)),
-                        next: AtomicUsize::new(0),
-                    })
+                    Arc::new(ProofBatch::new(target.sign_proofs(route, n.min(2_000_000))))
                 })
             })
             .collect();
@@ -638,44 +421,6 @@ async fn interleaved(
     totals
 }
 
-/// Registers the agent `bench` and returns an mTLS client presenting its
-/// SVID, and its private key (PKCS#8 PEM).
-async fn register_agent(node: &Node) -> (reqwest::Client, String) {
-    let (private_pem, public_pem) = mandate_identity::generate_agent_key().expect("agent key");
-    let admin = node.admin_credential();
-    let response = reqwest::Client::new()
-        .post(format!("{}/admin/v1/agents", node.http_base))
-        .bearer_auth(&admin)
-        .json(&json!({
-            "name": "bench",
-            "owner": "bench@example.com",
-            "env": "dev",
-            "function": "benchmark",
-            "public_key_pem": public_pem,
-        }))
-        .send()
-        .await
-        .expect("admin API answers");
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 201, "agent registration failed: {body}");
-    let cert_pem = body["svid"]["certificate_pem"]
-        .as_str()
-        .expect("svid.certificate_pem");
-    let bundle_pem = body["svid"]["bundle_pem"]
-        .as_str()
-        .expect("svid.bundle_pem");
-    let identity = reqwest::Identity::from_pem(format!("{cert_pem}\n{private_pem}").as_bytes())
-        .expect("SVID + key make a TLS identity");
-    let root = reqwest::Certificate::from_pem(bundle_pem.as_bytes()).expect("bundle");
-    let client = reqwest::Client::builder()
-        .identity(identity)
-        .add_root_certificate(root)
-        .build()
-        .expect("mTLS client");
-    (client, private_pem)
-}
-
 /// A task token for `everything.echo`, DPoP-bound to `key`, issued over mTLS.
 async fn task_token(client: &reqwest::Client, node: &Node, key: DpopKey) -> Binding {
     let token_url = format!("{}/oauth/token", node.https_base);
@@ -689,10 +434,7 @@ async fn task_token(client: &reqwest::Client, node: &Node, key: DpopKey) -> Bind
     let response = client
         .post(&token_url)
         .header("DPoP", key.proof("POST", &token_url, None, now_secs()))
-        .form(&[
-            ("grant_type", TOKEN_EXCHANGE.to_owned()),
-            ("authorization_details", details.to_string()),
-        ])
+        .form(&token_exchange_form(&details))
         .send()
         .await
         .expect("token endpoint answers");
@@ -830,7 +572,7 @@ async fn run(node: &Node, upstream_url: &str, settings: Settings) -> bool {
         sustain_seconds,
     } = settings;
     let ticks_per_second = clock_ticks_per_second();
-    let (mtls, private_pem) = register_agent(node).await;
+    let (mtls, private_pem) = register_agent(node, reqwest::Client::builder()).await;
     let es256 = DpopKey::from_pkcs8_pem(&private_pem).expect("agent key as a DPoP key");
     let ed25519 = DpopKey::generate_ed25519().expect("Ed25519 key");
     let es256 = task_token(&mtls, node, es256).await;
@@ -872,10 +614,7 @@ async fn run(node: &Node, upstream_url: &str, settings: Settings) -> bool {
         eprintln!("warming up {} ...", route.label());
         let batch = target.binding(route).map(|_| {
             let n = (GUESSED_RATE * WARM_UP.as_secs_f64()) as usize;
-            Arc::new(ProofBatch {
-                proofs: target.sign_proofs(route, n),
-                next: AtomicUsize::new(0),
-            })
+            Arc::new(ProofBatch::new(target.sign_proofs(route, n)))
         });
         let warm = stretch(
             &target,
@@ -1008,24 +747,10 @@ fn main() -> ExitCode {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let (upstream_runtime, upstream_url) = start_upstream();
-    let mut node = Node::start(dir.path(), &upstream_url);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(run(&node, &upstream_url, settings))
-    }));
-    drop(runtime);
-    let stopped = node.stop();
+    let config = write_config(dir.path(), &upstream_url);
+    let node = Node::start(dir.path(), Some(&config));
+    let status =
+        support::run_then_stop(node, async |node| run(node, &upstream_url, settings).await);
     drop(upstream_runtime);
-    println!("node {stopped}");
-    match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(panic) => {
-            eprintln!("node stderr:\n{}", node.stderr());
-            std::panic::resume_unwind(panic)
-        }
-    }
+    status
 }

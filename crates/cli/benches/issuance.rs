@@ -44,148 +44,22 @@
 //! fsync latency and the group-commit batching more than CPU. The client
 //! runs on the same machine as the node and shares its cores.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+mod support;
+
+use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mandate_tokens::DpopKey;
 use serde_json::{Value, json};
 
-const WARM_UP: Duration = Duration::from_secs(2);
+use support::{
+    Node, ProofBatch, Tally, WARM_UP, env_number, now_secs, register_agent, send_timed,
+    sign_on_all_cores, token_exchange_form,
+};
+
 /// Longest timed stretch between two proof batches (proofs are good for 60 s).
 const MAX_STRETCH: Duration = Duration::from_secs(30);
-const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a whole number, not {v:?}")),
-        Err(_) => default,
-    }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// The `mandate serve` under test.
-struct Node {
-    child: Option<Child>,
-    http_base: String,
-    https_base: String,
-    stderr_log: PathBuf,
-}
-
-impl Node {
-    fn start(dir: &Path) -> Node {
-        let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        let data_dir = dir.join("data");
-        let stderr_log = dir.join("node-stderr.log");
-        let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--policy-dir")
-            .arg(repo.join("examples/agents"))
-            .args(["--log-level", "warn"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("mandate starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Reads the two listening lines, then drains stdout to the end so the
-        // node never writes into a closed pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(base) = line.trim().strip_prefix("mandate listening on ") {
-                    let _ = tx.send(base.to_owned());
-                }
-            }
-        });
-        let mut node = Node {
-            child: Some(child),
-            http_base: String::new(),
-            https_base: String::new(),
-            stderr_log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while node.http_base.is_empty() || node.https_base.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(base) if base.starts_with("https://") => node.https_base = base,
-                Ok(base) => node.http_base = base,
-                Err(_) => panic!(
-                    "mandate did not print both listening lines:\n{}",
-                    node.stderr()
-                ),
-            }
-        }
-        node
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-    }
-
-    /// The admin credential the node printed on stderr at its first start.
-    fn admin_credential(&self) -> String {
-        let logs = self.stderr();
-        let start = logs
-            .find("mandate_admin_")
-            .unwrap_or_else(|| panic!("no admin credential on stderr:\n{logs}"));
-        logs[start..]
-            .split(|c: char| c.is_whitespace() || c == '"')
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// SIGTERM, then waits up to 20 s for the node to exit (SIGKILL after).
-    fn stop(&mut self) -> String {
-        let Some(mut child) = self.child.take() else {
-            return "not running".to_owned();
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return format!("exited after SIGTERM: {status}"),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return "did not exit within 20 s of SIGTERM: killed".to_owned();
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// What one request of a variant is.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -244,69 +118,7 @@ impl Target {
 
     /// `n` fresh proofs, signed on all cores.
     fn sign_proofs(&self, n: usize) -> Vec<String> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = n.div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|i| {
-                    let count = per.min(n.saturating_sub(i * per));
-                    s.spawn(move || (0..count).map(|_| self.sign_proof()).collect::<Vec<_>>())
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("signing thread"))
-                .collect()
-        })
-    }
-}
-
-/// Pre-signed proofs handed out once each.
-struct ProofBatch {
-    proofs: Vec<String>,
-    next: AtomicUsize,
-}
-
-impl ProofBatch {
-    fn take(&self) -> Option<String> {
-        self.proofs
-            .get(self.next.fetch_add(1, Ordering::Relaxed))
-            .cloned()
-    }
-}
-
-/// What the tasks of one stretch saw.
-#[derive(Default)]
-struct Tally {
-    /// Latency of each successful request, in microseconds.
-    latencies_us: Vec<u32>,
-    failures: u64,
-    first_failure: Option<String>,
-    inline_proofs: u64,
-    elapsed: Duration,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        self.latencies_us.extend(other.latencies_us);
-        self.failures += other.failures;
-        self.first_failure = self.first_failure.take().or(other.first_failure);
-        self.inline_proofs += other.inline_proofs;
-        self.elapsed += other.elapsed;
-    }
-
-    fn rate(&self) -> f64 {
-        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Nearest-rank percentile in milliseconds (`latencies_us` sorted).
-    fn percentile_ms(&self, p: f64) -> f64 {
-        let n = self.latencies_us.len();
-        if n == 0 {
-            return f64::NAN;
-        }
-        let rank = ((p * n as f64).ceil() as usize).clamp(1, n);
-        f64::from(self.latencies_us[rank - 1]) / 1000.0
+        sign_on_all_cores(n, || self.sign_proof())
     }
 }
 
@@ -328,16 +140,11 @@ async fn one(
         }
         _ => None,
     };
-    let request = target.request(variant, proof);
-    let started = Instant::now();
-    let response = request.send().await.map_err(|e| format!("send: {e}"))?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| format!("body: {e}"))?;
-    let took = started.elapsed();
+    let (status, body, us) = send_timed(target.request(variant, proof)).await?;
     if status != reqwest::StatusCode::OK {
         return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
     }
-    Ok(u32::try_from(took.as_micros()).unwrap_or(u32::MAX))
+    Ok(us)
 }
 
 /// `concurrency` tasks sending `variant` requests back to back for `length`.
@@ -357,13 +164,8 @@ async fn stretch(
             tokio::spawn(async move {
                 let mut tally = Tally::default();
                 while Instant::now() < deadline {
-                    match one(&target, variant, proofs.as_deref(), &mut tally).await {
-                        Ok(us) => tally.latencies_us.push(us),
-                        Err(why) => {
-                            tally.failures += 1;
-                            tally.first_failure.get_or_insert(why);
-                        }
-                    }
+                    let outcome = one(&target, variant, proofs.as_deref(), &mut tally).await;
+                    tally.record(outcome);
                 }
                 tally
             })
@@ -390,10 +192,7 @@ async fn measure(
     let batch = |length: Duration, rate: f64| {
         (variant == Variant::IssueDpop).then(|| {
             let n = (rate * length.as_secs_f64() * 1.5) as usize + concurrency * 64;
-            Arc::new(ProofBatch {
-                proofs: target.sign_proofs(n.min(2_000_000)),
-                next: AtomicUsize::new(0),
-            })
+            Arc::new(ProofBatch::new(target.sign_proofs(n.min(2_000_000))))
         })
     };
     let warm = stretch(
@@ -422,45 +221,6 @@ async fn measure(
     total.first_failure = warm.first_failure.or(total.first_failure);
     total.latencies_us.sort_unstable();
     total
-}
-
-/// Registers the agent `bench` and returns an mTLS client presenting its
-/// SVID, and its private key (PKCS#8 PEM).
-async fn register_agent(node: &Node) -> (reqwest::Client, String) {
-    let (private_pem, public_pem) = mandate_identity::generate_agent_key().expect("agent key");
-    let admin = node.admin_credential();
-    let response = reqwest::Client::new()
-        .post(format!("{}/admin/v1/agents", node.http_base))
-        .bearer_auth(&admin)
-        .json(&json!({
-            "name": "bench",
-            "owner": "bench@example.com",
-            "env": "dev",
-            "function": "benchmark",
-            "public_key_pem": public_pem,
-        }))
-        .send()
-        .await
-        .expect("admin API answers");
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 201, "agent registration failed: {body}");
-    let cert_pem = body["svid"]["certificate_pem"]
-        .as_str()
-        .expect("svid.certificate_pem");
-    let bundle_pem = body["svid"]["bundle_pem"]
-        .as_str()
-        .expect("svid.bundle_pem");
-    let identity = reqwest::Identity::from_pem(format!("{cert_pem}\n{private_pem}").as_bytes())
-        .expect("SVID + key make a TLS identity");
-    let root = reqwest::Certificate::from_pem(bundle_pem.as_bytes()).expect("bundle");
-    let client = reqwest::Client::builder()
-        .identity(identity)
-        .add_root_certificate(root)
-        .pool_max_idle_per_host(usize::MAX)
-        .build()
-        .expect("mTLS client");
-    (client, private_pem)
 }
 
 /// Sends one request of `variant` and checks the answer's body, so the timed
@@ -498,7 +258,8 @@ async fn preflight(target: &Target, variant: Variant) {
 }
 
 async fn run(node: &Node, concurrency: usize, seconds: u64) -> bool {
-    let (client, private_pem) = register_agent(node).await;
+    let builder = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX);
+    let (client, private_pem) = register_agent(node, builder).await;
     let https = &node.https_base;
     let token_url = format!("{https}/oauth/token");
     let details = json!([{
@@ -512,10 +273,7 @@ async fn run(node: &Node, concurrency: usize, seconds: u64) -> bool {
     // The form, encoded once by reqwest itself.
     let token_form = client
         .post(&token_url)
-        .form(&[
-            ("grant_type", TOKEN_EXCHANGE.to_owned()),
-            ("authorization_details", details.to_string()),
-        ])
+        .form(&token_exchange_form(&details))
         .build()
         .expect("form request")
         .body()
@@ -625,23 +383,6 @@ fn main() -> ExitCode {
     let concurrency = env_number("MANDATE_BENCH_CONCURRENCY", 16).max(1) as usize;
     let seconds = env_number("MANDATE_BENCH_SECONDS", 10).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut node = Node::start(dir.path());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(run(&node, concurrency, seconds))
-    }));
-    drop(runtime);
-    let stopped = node.stop();
-    println!("node {stopped}");
-    match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(panic) => {
-            eprintln!("node stderr:\n{}", node.stderr());
-            std::panic::resume_unwind(panic)
-        }
-    }
+    let node = Node::start(dir.path(), None);
+    support::run_then_stop(node, async |node| run(node, concurrency, seconds).await)
 }

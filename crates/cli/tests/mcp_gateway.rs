@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::agents::{Agent, AgentNode, Token, agent_policies, now};
-use common::{Backend, Node, TestStore, audit_records, backends, repo_root};
+use common::{Backend, TestStore, audit_records, backends, repo_root};
 use serde_json::{Value, json};
 
 /// Where `scripts/test.sh` put the MCP test software.
@@ -258,21 +258,16 @@ labels = ["confidential"]
     path
 }
 
-/// A node on `store` serving the gateway config at `config` with the gateway policies.
-fn start_node(store: TestStore, config: &Path, policies: &Path) -> AgentNode {
-    let node = Node::start(
-        &store.dir.path().join("data"),
-        &store.url,
-        policies,
+/// A node on a fresh `backend` store serving upstream `name` at `url` (see
+/// [`gateway_config`]) with the gateway policies, both written into `work`.
+async fn start_node(work: &Path, backend: Backend, name: &str, url: &str) -> AgentNode {
+    let config = gateway_config(work, name, url);
+    AgentNode::start_with_policies(
+        TestStore::new(backend).await,
+        &gateway_policies(work),
         &["--config", config.to_str().unwrap()],
-    );
-    let admin = node.admin_token();
-    AgentNode {
-        node,
-        store,
-        admin,
-        http: reqwest::Client::new(),
-    }
+        &[],
+    )
 }
 
 /// A task holding `tools` (read capability, reports).
@@ -378,23 +373,12 @@ async fn the_official_python_sdk_reaches_server_everything_only_for_its_task() {
     for backend in backends() {
         let work = tempfile::tempdir().unwrap();
         let upstream = Upstream::everything(&tools, work.path());
-        let config = gateway_config(work.path(), "everything", &upstream.url);
-        let node = start_node(
-            TestStore::new(backend).await,
-            &config,
-            &gateway_policies(work.path()),
-        );
+        let node = start_node(work.path(), backend, "everything", &upstream.url).await;
         let database = node.store.url.clone();
         // The upstream's credential is set after the node started: it is read
         // when a call is forwarded.
-        let (status, body) = node
-            .admin_call(
-                reqwest::Method::PUT,
-                "/admin/v1/secrets/everything-key",
-                Some(&json!({"value": "everything-credential-1"})),
-            )
+        node.put_secret("everything-key", "everything-credential-1")
             .await;
-        assert_eq!(status, 201, "{body}");
 
         let agent = node.agent("reporter").await;
         let token = node
@@ -552,12 +536,7 @@ async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refus
     let work = tempfile::tempdir().unwrap();
     let record = work.path().join("recorded.jsonl");
     let upstream = Upstream::recording(&tools, work.path(), &record);
-    let config = gateway_config(work.path(), "recorder", &upstream.url);
-    let node = start_node(
-        TestStore::new(Backend::Sqlite).await,
-        &config,
-        &gateway_policies(work.path()),
-    );
+    let node = start_node(work.path(), Backend::Sqlite, "recorder", &upstream.url).await;
     let agent = node.agent("reporter").await;
     let token = node
         .root_token(&agent, &task_for(&["recorder.echo", "recorder.get-sum"]))
@@ -595,14 +574,7 @@ async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refus
         })
     };
 
-    let (status, body) = node
-        .admin_call(
-            reqwest::Method::PUT,
-            "/admin/v1/secrets/recorder-key",
-            Some(&json!({"value": "credential-one"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    node.put_secret("recorder-key", "credential-one").await;
 
     // The SDK's default mode negotiates 2026-07-28 with this server; legacy
     // forces the 2025-11-25 handshake.
@@ -693,20 +665,8 @@ async fn the_gateway_refuses_bad_http_and_stays_up() {
     let work = tempfile::tempdir().unwrap();
     let record = work.path().join("recorded.jsonl");
     let upstream = Upstream::recording(&tools, work.path(), &record);
-    let config = gateway_config(work.path(), "recorder", &upstream.url);
-    let node = start_node(
-        TestStore::new(Backend::Sqlite).await,
-        &config,
-        &gateway_policies(work.path()),
-    );
-    let (status, body) = node
-        .admin_call(
-            reqwest::Method::PUT,
-            "/admin/v1/secrets/recorder-key",
-            Some(&json!({"value": "credential-one"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    let node = start_node(work.path(), Backend::Sqlite, "recorder", &upstream.url).await;
+    node.put_secret("recorder-key", "credential-one").await;
     let agent = node.agent("reporter").await;
     let token = node.root_token(&agent, &task_for(&["recorder.echo"])).await;
     let http = reqwest::Client::new();

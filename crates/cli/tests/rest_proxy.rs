@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::agents::{AgentNode, Token, agent_policies, now};
-use common::{Backend, Node, TestStore, audit_records, backends, verified_record_count};
+use common::{Backend, TestStore, audit_records, backends, verified_record_count};
 use http_body_util::{BodyExt, Channel};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -300,6 +300,17 @@ async fn answer(response: reqwest::Response) -> (u16, Value) {
     common::agents::answer(response).await
 }
 
+/// Sends `method path` through the proxy with `token` and no body: the status
+/// and body of the answer.
+async fn send(
+    node: &AgentNode,
+    token: &Token,
+    method: reqwest::Method,
+    path: &str,
+) -> (u16, Value) {
+    answer(through(node, token, method, path).send().await.unwrap()).await
+}
+
 /// `METHOD target` written by hand (reqwest would normalize `..` and `%2e`),
 /// with the token and a proof for exactly that target: the status and body.
 async fn raw(node: &AgentNode, token: &Token, method: &str, target: &str) -> (u16, String) {
@@ -353,27 +364,13 @@ async fn proxy_case(backend: Backend) {
     let store = TestStore::new(backend).await;
     let config = config(store.dir.path(), &upstream);
     let policy_dir = policies(store.dir.path());
-    let node = Node::start(
-        &store.dir.path().join("data"),
-        &store.url,
+    let node = AgentNode::start_with_policies(
+        store,
         &policy_dir,
         &["--config", config.to_str().unwrap()],
+        &[],
     );
-    let admin = node.admin_token();
-    let node = AgentNode {
-        node,
-        store,
-        admin,
-        http: reqwest::Client::new(),
-    };
-    let (status, body) = node
-        .admin_call(
-            reqwest::Method::PUT,
-            "/admin/v1/secrets/github-token",
-            Some(&json!({"value": "gh-secret-123"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    node.put_secret("github-token", "gh-secret-123").await;
     let agent = node.agent("triager").await;
     let token = node
         .root_token(
@@ -447,16 +444,11 @@ async fn proxy_case(backend: Backend) {
     assert_eq!(header(&seen, "content-type"), Some("application/json"));
 
     // Not the task's tool: denied, and the upstream never hears of it.
-    let (status, body) = answer(
-        through(
-            &node,
-            &token,
-            get.clone(),
-            "/proxy/github/repos/acme/web/pulls",
-        )
-        .send()
-        .await
-        .unwrap(),
+    let (status, body) = send(
+        &node,
+        &token,
+        get.clone(),
+        "/proxy/github/repos/acme/web/pulls",
     )
     .await;
     assert_eq!(
@@ -471,16 +463,11 @@ async fn proxy_case(backend: Backend) {
     assert!(!recorder.saw("/pulls"));
 
     // No rule: refused (default deny).
-    let (status, body) = answer(
-        through(
-            &node,
-            &token,
-            reqwest::Method::DELETE,
-            "/proxy/github/repos/acme/web",
-        )
-        .send()
-        .await
-        .unwrap(),
+    let (status, body) = send(
+        &node,
+        &token,
+        reqwest::Method::DELETE,
+        "/proxy/github/repos/acme/web",
     )
     .await;
     assert_eq!(
@@ -522,16 +509,11 @@ async fn proxy_case(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 401);
     assert!(response.headers().contains_key("www-authenticate"));
-    let (status, _) = answer(
-        through(
-            &node,
-            &token,
-            get.clone(),
-            "/proxy/gitlab/repos/acme/web/issues",
-        )
-        .send()
-        .await
-        .unwrap(),
+    let (status, _) = send(
+        &node,
+        &token,
+        get.clone(),
+        "/proxy/gitlab/repos/acme/web/issues",
     )
     .await;
     assert_eq!(status, 404);
@@ -669,13 +651,7 @@ async fn proxy_case(backend: Backend) {
     );
 
     // A dead upstream and a slow one.
-    let (status, body) = answer(
-        through(&node, &token, get.clone(), "/proxy/down/ping")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = send(&node, &token, get.clone(), "/proxy/down/ping").await;
     assert_eq!(
         (status, &body["error"]),
         (502, &json!("upstream_unavailable")),
@@ -686,13 +662,7 @@ async fn proxy_case(backend: Backend) {
         message.starts_with("upstream down cannot be reached: "),
         "{message}"
     );
-    let (status, body) = answer(
-        through(&node, &token, get.clone(), "/proxy/slow/slow")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = send(&node, &token, get.clone(), "/proxy/slow/slow").await;
     assert_eq!(
         (status, &body),
         (

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::agents::{
-    Agent, AgentNode, TYPE_ACCESS_TOKEN, TYPE_JWT, Token, assert_allowed, assert_oauth_error,
-    assert_token_refused, evaluate, jwt_part, mandate_env, now, ok, spire_fixtures, task,
-    tls_client, token_post, with_claims,
+    Agent, AgentNode, TYPE_ACCESS_TOKEN, TYPE_JWT, Token, assert_allowed, assert_api_error,
+    assert_oauth_error, assert_token_refused, evaluate, jwt_part, mandate_env, now, ok,
+    spire_fixtures, task, tls_client, token_post, with_claims,
 };
 use common::{Backend, TestStore};
 use mandate_identity::{BuiltinCa, SpiffeId, generate_agent_key};
@@ -247,7 +247,7 @@ async fn nobody_can_claim_to_be_an_agent_or_describe_its_task_without_the_token(
     let (node, agent, token) = node_with_token().await;
     let url = evaluation_url(&node);
     // The subject type Agent is reserved for verified task tokens.
-    let (status, body) = common::post_json(
+    let got = common::post_json(
         &node.http,
         &url,
         &json!({
@@ -261,20 +261,9 @@ async fn nobody_can_claim_to_be_an_agent_or_describe_its_task_without_the_token(
         }),
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("bad_request")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("subject type Agent is reserved"),
-        "{body}"
-    );
+    assert_api_error(&got, 400, "bad_request", "subject type Agent is reserved");
     // With a real token, context.task cannot be widened by the caller.
-    let (status, body) = common::post_json(
+    let got = common::post_json(
         &node.http,
         &url,
         &json!({
@@ -286,17 +275,11 @@ async fn nobody_can_claim_to_be_an_agent_or_describe_its_task_without_the_token(
         }),
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("bad_request")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("context.task is filled in by Mandate"),
-        "{body}"
+    assert_api_error(
+        &got,
+        400,
+        "bad_request",
+        "context.task is filled in by Mandate",
     );
     node.finish().await;
 }
@@ -368,13 +351,7 @@ async fn an_admin_revocation_refuses_the_token_within_a_second() {
         node.introspect(&token.access_token).await,
         json!({"active": false})
     );
-    let (status, task) = node
-        .admin_call(
-            Method::GET,
-            &format!("/admin/v1/tasks/{}", token.task_id),
-            None,
-        )
-        .await;
+    let (status, task) = node.task_view(&token.task_id).await;
     assert_eq!(status, 200);
     assert_eq!(task["state"], "revoked", "{task}");
     node.finish().await;
@@ -433,13 +410,7 @@ async fn a_completed_task_refuses_its_token() {
         (401, Some("invalid_token")),
         "{body}"
     );
-    let (_, task) = node
-        .admin_call(
-            Method::GET,
-            &format!("/admin/v1/tasks/{}", token.task_id),
-            None,
-        )
-        .await;
+    let (_, task) = node.task_view(&token.task_id).await;
     assert_eq!(task["state"], "completed", "{task}");
     node.finish().await;
 }
@@ -523,6 +494,16 @@ fn delegating_task() -> Value {
     task(&["files.read", "files.list"], &["read", "delegate"], 300)
 }
 
+/// The agents of a delegation chain, `lead`, `helper` and `intern` (registered
+/// in that order), and the lead's root token for [`delegating_task`].
+async fn chain_agents(node: &AgentNode) -> (Agent, Agent, Agent, Token) {
+    let lead = node.agent("lead").await;
+    let helper = node.agent("helper").await;
+    let intern = node.agent("intern").await;
+    let parent = node.root_token(&lead, &delegating_task()).await;
+    (lead, helper, intern, parent)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sub_agent_cannot_ask_for_a_tool_its_parent_lacks() {
     let node = AgentNode::sqlite().await;
@@ -596,10 +577,7 @@ async fn a_parent_without_delegate_cannot_delegate() {
 async fn delegation_deeper_than_the_limit_is_refused() {
     let store = TestStore::new(Backend::Sqlite).await;
     let node = AgentNode::start(store, &[], &[("MANDATE_MAX_DELEGATION_DEPTH", "1")]);
-    let lead = node.agent("lead").await;
-    let helper = node.agent("helper").await;
-    let intern = node.agent("intern").await;
-    let root = node.root_token(&lead, &delegating_task()).await;
+    let (_, helper, intern, root) = chain_agents(&node).await;
     let (status, body) = node
         .delegate(
             &root,
@@ -624,10 +602,7 @@ async fn delegation_deeper_than_the_limit_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_valid_child_works_and_dies_with_its_parent() {
     let node = AgentNode::sqlite().await;
-    let lead = node.agent("lead").await;
-    let helper = node.agent("helper").await;
-    let intern = node.agent("intern").await;
-    let parent = node.root_token(&lead, &delegating_task()).await;
+    let (lead, helper, intern, parent) = chain_agents(&node).await;
 
     let (status, body) = node
         .delegate(
@@ -693,13 +668,7 @@ async fn a_valid_child_works_and_dies_with_its_parent() {
     for token in [&parent, &child, &grandchild] {
         assert_token_refused(&node.call_with(token, "files.read").await, &ended);
     }
-    let (_, task_view) = node
-        .admin_call(
-            Method::GET,
-            &format!("/admin/v1/tasks/{}", grandchild.task_id),
-            None,
-        )
-        .await;
+    let (_, task_view) = node.task_view(&grandchild.task_id).await;
     assert_eq!(task_view["state"], "revoked", "{task_view}");
     // And nothing more can be delegated from it.
     let got = node
@@ -712,10 +681,7 @@ async fn a_valid_child_works_and_dies_with_its_parent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn suspending_an_agent_in_the_middle_of_a_chain_refuses_the_tokens_below_it() {
     let node = AgentNode::sqlite().await;
-    let lead = node.agent("lead").await;
-    let helper = node.agent("helper").await;
-    let intern = node.agent("intern").await;
-    let parent = node.root_token(&lead, &delegating_task()).await;
+    let (_, helper, intern, parent) = chain_agents(&node).await;
     let (_, body) = node
         .delegate(
             &parent,
@@ -881,6 +847,13 @@ impl Presented {
     fn dpop(&self) -> DpopKey {
         DpopKey::from_pkcs8_pem(&self.key_pem).unwrap()
     }
+
+    /// Asks for a [`file_task`] token presenting this certificate, with a
+    /// DPoP proof made with its key.
+    async fn request_token(&self, node: &AgentNode) -> (u16, Value) {
+        node.token_request(&self.client(node), &[], Some(&self.dpop()), &file_task())
+            .await
+    }
 }
 
 /// An X.509-SVID for `id` from `ca`, valid from `now` for `ttl` seconds.
@@ -899,14 +872,7 @@ async fn a_client_certificate_from_an_untrusted_ca_is_refused() {
     // A CA of its own for the same trust domain, vouching for the same agent.
     let rogue = BuiltinCa::generate("mandate.local", now(), 1).unwrap();
     let forged = svid_from(&rogue, &agent.spiffe_id, now(), 3600);
-    let got = node
-        .token_request(
-            &forged.client(&node),
-            &[],
-            Some(&forged.dpop()),
-            &file_task(),
-        )
-        .await;
+    let got = forged.request_token(&node).await;
     assert_oauth_error(
         &got,
         401,
@@ -922,14 +888,7 @@ async fn an_expired_svid_is_refused() {
     let agent = node.agent("lapsed").await;
     // Issued by the node's own CA, but two hours ago for ten minutes.
     let expired = svid_from(&node.ca(), &agent.spiffe_id, now() - 7200, 600);
-    let got = node
-        .token_request(
-            &expired.client(&node),
-            &[],
-            Some(&expired.dpop()),
-            &file_task(),
-        )
-        .await;
+    let got = expired.request_token(&node).await;
     assert_oauth_error(&got, 401, "invalid_client", "X.509-SVID expired at");
     // The same agent with its current SVID is fine. (A current SVID from the
     // same CA for another key is not: the registry pins the agent's key.)
@@ -938,14 +897,7 @@ async fn an_expired_svid_is_refused() {
         .await;
     assert_eq!(status, 200, "{body}");
     let other_key = svid_from(&node.ca(), &agent.spiffe_id, now(), 600);
-    let got = node
-        .token_request(
-            &other_key.client(&node),
-            &[],
-            Some(&other_key.dpop()),
-            &file_task(),
-        )
-        .await;
+    let got = other_key.request_token(&node).await;
     assert_oauth_error(&got, 400, "unauthorized_client", "no longer");
     node.finish().await;
 }
@@ -967,14 +919,7 @@ async fn a_certificate_without_a_spiffe_id_is_refused() {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     };
-    let got = node
-        .token_request(
-            &presented.client(&node),
-            &[],
-            Some(&presented.dpop()),
-            &file_task(),
-        )
-        .await;
+    let got = presented.request_token(&node).await;
     assert_oauth_error(
         &got,
         401,
@@ -988,9 +933,7 @@ async fn a_certificate_without_a_spiffe_id_is_refused() {
 async fn an_unregistered_agent_with_a_valid_svid_is_refused() {
     let node = AgentNode::sqlite().await;
     let ghost = svid_from(&node.ca(), "spiffe://mandate.local/agent/ghost", now(), 600);
-    let got = node
-        .token_request(&ghost.client(&node), &[], Some(&ghost.dpop()), &file_task())
-        .await;
+    let got = ghost.request_token(&node).await;
     assert_oauth_error(
         &got,
         400,
@@ -1277,9 +1220,7 @@ async fn every_issuance_refusal_and_ending_is_audited_in_an_intact_log() {
         .await;
     assert_eq!(got.1["error"], "invalid_authorization_details");
     let ghost = svid_from(&node.ca(), "spiffe://mandate.local/agent/ghost", now(), 600);
-    let got = node
-        .token_request(&ghost.client(&node), &[], Some(&ghost.dpop()), &file_task())
-        .await;
+    let got = ghost.request_token(&node).await;
     assert_eq!(got.1["error"], "unauthorized_client");
     // A revocation and a completion.
     assert_eq!(node.admin_revoke(&child.access_token).await, 200);
@@ -1465,42 +1406,26 @@ async fn the_admin_api_needs_the_admin_credential_and_checks_what_it_is_given() 
         "nothing was created"
     );
 
-    let (status, answer) = node
+    let got = node
         .admin_call(
             Method::POST,
             "/admin/v1/agents",
             Some(&json!({"name": "a", "owner": "not-an-email", "env": "dev", "function": "x"})),
         )
         .await;
-    assert_eq!(
-        (status, answer["error"].as_str()),
-        (400, Some("bad_request"))
-    );
-    assert!(
-        answer["message"]
-            .as_str()
-            .unwrap()
-            .contains("owner must be an e-mail address"),
-        "{answer}"
-    );
-    let (status, answer) = node
+    assert_api_error(&got, 400, "bad_request", "owner must be an e-mail address");
+    // Without env: the message names the missing field.
+    let got = node
         .admin_call(
             Method::POST,
             "/admin/v1/agents",
             Some(&json!({"name": "a", "owner": "a@example.com", "function": "x"})),
         )
         .await;
-    assert_eq!(
-        (status, answer["error"].as_str()),
-        (400, Some("bad_request"))
-    );
-    assert!(
-        answer["message"].as_str().unwrap().contains("env"),
-        "the message names the missing field: {answer}"
-    );
+    assert_api_error(&got, 400, "bad_request", "env");
 
     node.agent("twice").await;
-    let (status, answer) = node
+    let got = node
         .admin_call(
             Method::POST,
             "/admin/v1/agents",
@@ -1509,15 +1434,7 @@ async fn the_admin_api_needs_the_admin_credential_and_checks_what_it_is_given() 
             ),
         )
         .await;
-    assert_eq!(
-        (status, answer["error"].as_str()),
-        (409, Some("conflict")),
-        "{answer}"
-    );
-    assert!(
-        answer["message"].as_str().unwrap().contains("twice"),
-        "{answer}"
-    );
+    assert_api_error(&got, 409, "conflict", "twice");
     // The CLI says so too, and exits 1.
     let work = tempfile::tempdir().unwrap();
     let out = mandate_env(

@@ -27,13 +27,7 @@ async fn an_admin_revocation_of_a_suspended_agents_token_survives_its_resumption
     assert_eq!(status, 200);
     // Revoked while suspended: the revocation must take, not be skipped.
     assert_eq!(node.admin_revoke(&token.access_token).await, 200);
-    let (status, view) = node
-        .admin_call(
-            Method::GET,
-            &format!("/admin/v1/tasks/{}", token.task_id),
-            None,
-        )
-        .await;
+    let (status, view) = node.task_view(&token.task_id).await;
     assert_eq!(status, 200);
     assert_eq!(view["state"], "revoked", "{view}");
     let (status, _) = node

@@ -5,6 +5,7 @@
 //! command-line flags. A bad value stops the server at start with a message
 //! naming the key and where it came from.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -125,9 +126,21 @@ pub struct McpUpstream {
     /// Its name: the gateway serves it at `/mcp/<name>`, and its tools are
     /// `Tool::"<name>.<tool>"` in policies.
     pub name: String,
-    /// Its Streamable HTTP endpoint (`http://127.0.0.1:3001/mcp`).
-    pub url: String,
-    /// The credential injected into every request forwarded to it.
+    /// Its Streamable HTTP endpoint (`http://127.0.0.1:3001/mcp`). Exactly
+    /// one of `url` and `command`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A server Mandate spawns and speaks stdio to: its argv
+    /// (`["npx", "-y", "@modelcontextprotocol/server-filesystem", "/data"]`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Environment variables for a `command` upstream, besides the few it
+    /// inherits from the node (`PATH`, `HOME`, ...).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The credential injected into every request forwarded to it (a header
+    /// for a `url` upstream), or into its environment (`env`, for a
+    /// `command` upstream, when it is spawned).
     #[serde(default)]
     pub credential: Option<UpstreamCredential>,
     /// How long a forwarded request may take, in milliseconds.
@@ -139,20 +152,101 @@ pub struct McpUpstream {
     pub tools: Vec<McpToolEntry>,
 }
 
+/// An MCP upstream is either `url` (with a header credential) or `command`
+/// (with an environment credential).
+fn check_mcp_upstream_kind(upstream: &McpUpstream) -> Result<(), String> {
+    match (&upstream.url, &upstream.command) {
+        (Some(url), None) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err("url must start with http:// or https://".into());
+            }
+            if !upstream.env.is_empty() {
+                return Err("env is only for a command upstream".into());
+            }
+            if let Some(credential) = &upstream.credential {
+                check_header_credential(credential)?;
+            }
+            Ok(())
+        }
+        (None, Some(argv)) => {
+            if argv.first().is_none_or(|program| program.is_empty()) {
+                return Err("command must name a program: [\"program\", \"arg\", ...]".into());
+            }
+            if argv.iter().any(|a| a.contains('\0')) {
+                return Err("command must not contain NUL characters".into());
+            }
+            for (key, value) in &upstream.env {
+                if !env_name_ok(key) || value.contains('\0') {
+                    return Err(format!(
+                        "env {key:?}: a variable name is letters, digits and '_', not starting with a digit; values have no NUL"
+                    ));
+                }
+            }
+            if let Some(credential) = &upstream.credential {
+                match (&credential.env, &credential.header) {
+                    (Some(var), None) if env_name_ok(var) => {}
+                    (Some(var), None) => {
+                        return Err(format!(
+                            "credential env {var:?} is not an environment variable name"
+                        ));
+                    }
+                    _ => {
+                        return Err(
+                            "the credential of a command upstream is { env = \"VAR\", secret = \"...\" }, not a header".into(),
+                        );
+                    }
+                }
+                mandate_secrets::validate_name(&credential.secret)
+                    .map_err(|e| format!("credential secret: {e}"))?;
+            }
+            Ok(())
+        }
+        _ => Err("give exactly one of url (Streamable HTTP) and command (stdio)".into()),
+    }
+}
+
+/// A credential that sets a header: `header` and no `env`.
+fn check_header_credential(credential: &UpstreamCredential) -> Result<(), String> {
+    let Some(header) = &credential.header else {
+        return Err("the credential needs a header (env is only for command upstreams)".into());
+    };
+    if credential.env.is_some() {
+        return Err("the credential sets a header or an env variable, not both".into());
+    }
+    if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        return Err(format!("credential header {header:?} is not a header name"));
+    }
+    mandate_secrets::validate_name(&credential.secret)
+        .map_err(|e| format!("credential secret: {e}"))
+}
+
+fn env_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn default_upstream_timeout_ms() -> u64 {
     30_000
 }
 
-/// A credential the gateway adds to forwarded requests; the agent never sees it.
+/// A credential the gateway adds to forwarded requests (or to a spawned
+/// upstream's environment); the agent never sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamCredential {
-    /// The header to set (`Authorization`, `X-Api-Key`, ...).
-    pub header: String,
+    /// The header to set (`Authorization`, `X-Api-Key`, ...): for `url`
+    /// upstreams and `http_upstreams`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// The environment variable to set when the process is spawned: for
+    /// `command` upstreams.
+    #[serde(default)]
+    pub env: Option<String>,
     /// The secret (see `mandate secret set`) holding the value.
     pub secret: String,
-    /// The header value, with `{secret}` replaced by the secret's value
-    /// (`Bearer {secret}`). Default: the value alone.
+    /// The header or variable value, with `{secret}` replaced by the secret's
+    /// value (`Bearer {secret}`). Default: the value alone.
     #[serde(default)]
     pub format: Option<String>,
 }
@@ -547,11 +641,8 @@ impl Config {
                     &format!("name {:?} is used twice", upstream.name),
                 );
             }
-            if !(upstream.url.starts_with("http://") || upstream.url.starts_with("https://")) {
-                return invalid(
-                    "mcp_upstreams",
-                    &format!("{}: url must start with http:// or https://", upstream.name),
-                );
+            if let Err(message) = check_mcp_upstream_kind(upstream) {
+                return invalid("mcp_upstreams", &format!("{}: {message}", upstream.name));
             }
             if upstream.timeout_ms == 0 {
                 return invalid(
@@ -615,19 +706,10 @@ impl Config {
                     &format!("{name}: max_body_bytes must be at least 1"),
                 );
             }
-            if let Some(credential) = &upstream.credential {
-                if axum::http::HeaderName::from_bytes(credential.header.as_bytes()).is_err() {
-                    return invalid(
-                        "http_upstreams",
-                        &format!(
-                            "{name}: credential header {:?} is not a header name",
-                            credential.header
-                        ),
-                    );
-                }
-                if let Err(e) = mandate_secrets::validate_name(&credential.secret) {
-                    return invalid("http_upstreams", &format!("{name}: credential secret: {e}"));
-                }
+            if let Some(credential) = &upstream.credential
+                && let Err(message) = check_header_credential(credential)
+            {
+                return invalid("http_upstreams", &format!("{name}: {message}"));
             }
             if let Err(message) = upstream.routes() {
                 return invalid("http_upstreams", &message);
@@ -927,6 +1009,61 @@ class = "read"
             })
             .unwrap_err();
             assert_eq!(err, expected);
+        }
+    }
+
+    #[test]
+    fn stdio_upstreams_take_a_command_and_an_env_credential() {
+        let load = |toml: &str| {
+            load_in_jail(|jail| {
+                jail.create_file("m.toml", toml).unwrap();
+                Config::load(Some(Path::new("m.toml")), Flags::default())
+            })
+        };
+        let c = load(
+            "[[mcp_upstreams]]\nname = \"fs\"\ncommand = [\"npx\", \"-y\", \"server\"]\n\
+             env = { A_B = \"1\" }\ncredential = { env = \"TOKEN\", secret = \"fs-token\" }\n",
+        )
+        .unwrap();
+        let fs = &c.mcp_upstreams[0];
+        assert_eq!(fs.url, None);
+        assert_eq!(fs.command.as_deref().unwrap(), ["npx", "-y", "server"]);
+        assert_eq!(fs.env["A_B"], "1");
+        assert_eq!(
+            fs.credential.as_ref().unwrap().env.as_deref(),
+            Some("TOKEN")
+        );
+        for (toml, expected) in [
+            (
+                "[[mcp_upstreams]]\nname = \"x\"\n",
+                "configuration: mcp_upstreams: x: give exactly one of url (Streamable HTTP) and command (stdio)",
+            ),
+            (
+                "[[mcp_upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\ncommand = [\"a\"]\n",
+                "configuration: mcp_upstreams: x: give exactly one of url (Streamable HTTP) and command (stdio)",
+            ),
+            (
+                "[[mcp_upstreams]]\nname = \"x\"\ncommand = []\n",
+                r#"configuration: mcp_upstreams: x: command must name a program: ["program", "arg", ...]"#,
+            ),
+            (
+                "[[mcp_upstreams]]\nname = \"x\"\ncommand = [\"a\"]\ncredential = { header = \"X-Key\", secret = \"k\" }\n",
+                r#"configuration: mcp_upstreams: x: the credential of a command upstream is { env = "VAR", secret = "..." }, not a header"#,
+            ),
+            (
+                "[[mcp_upstreams]]\nname = \"x\"\ncommand = [\"a\"]\ncredential = { env = \"1X\", secret = \"k\" }\n",
+                r#"configuration: mcp_upstreams: x: credential env "1X" is not an environment variable name"#,
+            ),
+            (
+                "[[mcp_upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\ncredential = { env = \"K\", secret = \"k\" }\n",
+                "configuration: mcp_upstreams: x: the credential needs a header (env is only for command upstreams)",
+            ),
+            (
+                "[[mcp_upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\nenv = { A = \"1\" }\n",
+                "configuration: mcp_upstreams: x: env is only for a command upstream",
+            ),
+        ] {
+            assert_eq!(load(toml).unwrap_err(), expected, "{toml}");
         }
     }
 

@@ -22,6 +22,7 @@ mod proxy;
 mod routes;
 mod run;
 mod state;
+mod stdio;
 mod task_subject;
 mod tls;
 mod vault;

@@ -5,6 +5,8 @@
 //! (`mandate-gateway` owns that logic), decided by Cedar, audited, and then
 //! forwarded byte for byte with the upstream's credential instead of the
 //! agent's token. `tools/list` answers are cut down to the task's tools.
+//! A `command` upstream is a process Mandate spawns and speaks stdio to
+//! ([`crate::stdio`]); it is decided and audited the same way.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ use crate::config::McpUpstream;
 use crate::oauth::check_resource_token;
 use crate::routes::{now_us, read_limited, request_id};
 use crate::state::AppState;
+use crate::stdio::{StdioAnswer, StdioUpstream};
 use crate::task_subject::task_context;
 
 /// The MCP routes.
@@ -46,11 +49,14 @@ pub(crate) fn routes() -> Router<AppState> {
 pub(crate) struct Upstream {
     pub(crate) config: McpUpstream,
     pub(crate) catalog: Catalog,
+    /// The spawned server of a `command` upstream.
+    pub(crate) stdio: Option<StdioUpstream>,
 }
 
 impl Upstream {
     /// The upstream of `config`; a catalog that names a tool twice is refused.
-    pub(crate) fn new(config: McpUpstream) -> anyhow::Result<Upstream> {
+    /// A stdio server's lines may be up to four times `max_body_bytes` long.
+    pub(crate) fn new(config: McpUpstream, max_body_bytes: usize) -> anyhow::Result<Upstream> {
         let catalog = Catalog::new(config.tools.iter().map(|t| {
             (
                 t.name.clone(),
@@ -66,7 +72,12 @@ impl Upstream {
             )
         }))
         .map_err(|e| anyhow::anyhow!("mcp_upstreams: {}: {e}", config.name))?;
-        Ok(Upstream { config, catalog })
+        let stdio = StdioUpstream::new(&config, max_body_bytes.saturating_mul(4));
+        Ok(Upstream {
+            config,
+            catalog,
+            stdio,
+        })
     }
 }
 
@@ -409,6 +420,54 @@ async fn post_message(
         );
     }
 
+    if let Some(stdio) = &upstream.stdio {
+        let answer = stdio.call(&state, &message, &bytes).await;
+        if let Some(v) = &verdict {
+            let event = call_event(
+                &headers,
+                &claims,
+                &agent,
+                v,
+                &argument_digest,
+                &name,
+                Some(answer.audit_status()),
+                started,
+            );
+            let written = state.audit.append(vec![event]).await;
+            if let Err(e) = written
+                && !matches!(answer, StdioAnswer::Failed { .. })
+            {
+                tracing::error!(error = %e, "audit log unavailable");
+                return rpc_error(
+                    id,
+                    mandate_gateway::AUDIT_UNAVAILABLE,
+                    "the call was made but its audit record cannot be written; its result is withheld",
+                    None,
+                );
+            }
+        }
+        return match answer {
+            StdioAnswer::Response(body) => {
+                let body = if matches!(gate, Gate::ListTools) {
+                    match narrow_tools_list(&body, false, &claims, &name) {
+                        Ok(b) => b,
+                        Err(message) => return unreadable_tools_list(&message),
+                    }
+                } else {
+                    body
+                };
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response()
+            }
+            StdioAnswer::Accepted => StatusCode::ACCEPTED.into_response(),
+            StdioAnswer::Failed { code, message, .. } => rpc_error(id, code, &message, None),
+        };
+    }
+
     let forwarded = match forward(&state, &upstream, Method::POST, &headers, Some(bytes)).await {
         Ok(r) => r,
         Err(why) => {
@@ -516,7 +575,10 @@ async fn forward(
     // A POST's answer (JSON, or an SSE stream ending with the response) must
     // come within the timeout; a GET stream stays open as long as both sides
     // keep it.
-    let mut request = state.upstream_http.request(method.clone(), &config.url);
+    let Some(url) = &config.url else {
+        return Err(format!("upstream {} is not an HTTP upstream", config.name));
+    };
+    let mut request = state.upstream_http.request(method.clone(), url);
     if method != Method::GET {
         request = request.timeout(Duration::from_millis(config.timeout_ms));
     }
@@ -598,6 +660,20 @@ async fn filtered_tools_list(
             );
         }
     };
+    match narrow_tools_list(&body, is_sse, claims, name) {
+        Ok(body) => answer(status, &headers, Body::from(body)),
+        Err(message) => unreadable_tools_list(&message),
+    }
+}
+
+/// A `tools/list` answer body (JSON or SSE) cut down to the task's tools; one
+/// that cannot be read is refused.
+fn narrow_tools_list(
+    body: &[u8],
+    is_sse: bool,
+    claims: &TaskClaims,
+    name: &str,
+) -> Result<Vec<u8>, String> {
     let granted = &claims.grant().tools;
     let prefix = format!("{name}.");
     let allowed = |tool: &str| {
@@ -606,24 +682,18 @@ async fn filtered_tools_list(
             .any(|g| g.strip_prefix(&prefix) == Some(tool))
     };
     let filtered = if is_sse {
-        mandate_gateway::filter_tools_list_sse(&body, allowed)
+        mandate_gateway::filter_tools_list_sse(body, allowed)
     } else {
-        mandate_gateway::filter_tools_list(&body, allowed)
+        mandate_gateway::filter_tools_list(body, allowed)
     };
-    let body = match filtered {
-        Ok(b) => b,
-        Err(e) => {
-            return rpc_error(
-                None,
-                mandate_gateway::UPSTREAM_UNAVAILABLE,
-                &format!(
-                    "upstream {name} answered tools/list with something that is not a JSON-RPC response: {e}"
-                ),
-                None,
-            );
-        }
-    };
-    answer(status, &headers, Body::from(body))
+    filtered.map_err(|e| {
+        format!("upstream {name} answered tools/list with something that is not a JSON-RPC response: {e}")
+    })
+}
+
+/// The answer to a `tools/list` that could not be narrowed.
+fn unreadable_tools_list(message: &str) -> Response {
+    rpc_error(None, mandate_gateway::UPSTREAM_UNAVAILABLE, message, None)
 }
 
 /// `GET /mcp/{upstream}`: the server-to-client stream, passed through.
@@ -662,6 +732,15 @@ async fn pass_through(
     };
     if let Err(r) = admit(&state, &listener, &peer, &headers, method.as_str(), &name) {
         return r.into_response();
+    }
+    if upstream.stdio.is_some() {
+        // A stdio upstream has no server-to-client stream and no sessions.
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            Json(json!({"error": "method_not_allowed", "message": format!("upstream {name} is a stdio server: only POST is supported")})),
+        )
+            .into_response();
     }
     match forward(&state, &upstream, method, &headers, None).await {
         Ok(r) => relay(r),

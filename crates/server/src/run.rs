@@ -148,7 +148,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .map(|u| {
                     Ok((
                         u.name.clone(),
-                        Arc::new(crate::mcp::Upstream::new(u.clone())?),
+                        Arc::new(crate::mcp::Upstream::new(u.clone(), config.max_body_bytes)?),
                     ))
                 })
                 .collect::<anyhow::Result<_>>()?,
@@ -226,6 +226,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tracing::info!(%addr, node_id, backend = store.backend(), policies = status.policies, policy_dir = %policy_dir.display(), trust_domain = %authority.config.ca.trust_domain(), "listening");
     println!("mandate listening on http://{addr}");
+    // Kept to stop the spawned (stdio) MCP upstreams at shutdown.
+    let mcp_upstreams = Arc::clone(&state.upstreams);
     let app = router(state, timeout, &public_url);
     // Decisions are small request/response pairs: send each at once.
     let listener = listener.tap_io(|tcp| {
@@ -249,6 +251,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     signals.abort();
 
+    for upstream in mcp_upstreams.values() {
+        if let Some(stdio) = &upstream.stdio {
+            stdio.shutdown().await;
+        }
+    }
     tracing::info!("shutting down: flushing the audit log");
     watcher.abort();
     syncer.abort();

@@ -141,9 +141,29 @@ pub(crate) async fn credential_header(
     upstream: &str,
     credential: &UpstreamCredential,
 ) -> Result<(HeaderName, HeaderValue), String> {
-    let name = HeaderName::from_bytes(credential.header.as_bytes()).map_err(|_| {
-        format!("the credential header of upstream {upstream} is not a valid header name")
+    let name = credential
+        .header
+        .as_deref()
+        .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+        .ok_or_else(|| {
+            format!("the credential header of upstream {upstream} is not a valid header name")
+        })?;
+    let value = credential_text(state, upstream, credential).await?;
+    let mut value = HeaderValue::from_str(&value).map_err(|_| {
+        format!("the credential for upstream {upstream} is not a valid header value")
     })?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+/// The value an upstream's `credential` stands for: the secret revealed and
+/// put into its format, wiped when dropped. The message of an error names the
+/// upstream, never the value.
+pub(crate) async fn credential_text(
+    state: &AppState,
+    upstream: &str,
+    credential: &UpstreamCredential,
+) -> Result<zeroize::Zeroizing<String>, String> {
     let secret = reveal_secret(state, &credential.secret)
         .await
         .map_err(|e| {
@@ -152,15 +172,10 @@ pub(crate) async fn credential_header(
         })?;
     let text = std::str::from_utf8(secret.expose())
         .map_err(|_| format!("the credential for upstream {upstream} is not text"))?;
-    let value = zeroize::Zeroizing::new(match &credential.format {
+    Ok(zeroize::Zeroizing::new(match &credential.format {
         Some(format) => format.replace("{secret}", text),
         None => text.to_owned(),
-    });
-    let mut value = HeaderValue::from_str(&value).map_err(|_| {
-        format!("the credential for upstream {upstream} is not a valid header value")
-    })?;
-    value.set_sensitive(true);
-    Ok((name, value))
+    }))
 }
 
 fn record(

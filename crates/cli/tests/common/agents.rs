@@ -72,10 +72,20 @@ pub struct AgentNode {
 impl AgentNode {
     /// Starts a node on `store` with the example agent policies.
     pub fn start(store: TestStore, extra: &[&str], envs: &[(&str, &str)]) -> AgentNode {
+        AgentNode::start_with_policies(store, &agent_policies(), extra, envs)
+    }
+
+    /// Starts a node on `store` with the policies in `policies`.
+    pub fn start_with_policies(
+        store: TestStore,
+        policies: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> AgentNode {
         let node = Node::start_with_env(
             &store.dir.path().join("data"),
             &store.url,
-            &agent_policies(),
+            policies,
             extra,
             envs,
         );
@@ -142,6 +152,28 @@ impl AgentNode {
             request = request.json(body);
         }
         answer(request.send().await.expect("admin API answers")).await
+    }
+
+    /// Creates secret `name` with `value` through the admin API (201).
+    pub async fn put_secret(&self, name: &str, value: &str) {
+        let (status, body) = self
+            .admin_call(
+                reqwest::Method::PUT,
+                &format!("/admin/v1/secrets/{name}"),
+                Some(&json!({"value": value})),
+            )
+            .await;
+        assert_eq!(status, 201, "creating secret {name}: {body}");
+    }
+
+    /// The admin API's view of task `task_id`: status and body.
+    pub async fn task_view(&self, task_id: &str) -> (u16, Value) {
+        self.admin_call(
+            reqwest::Method::GET,
+            &format!("/admin/v1/tasks/{task_id}"),
+            None,
+        )
+        .await
     }
 
     /// Registers a `dev` agent with a fresh key and returns it with its SVID.
@@ -443,6 +475,23 @@ pub fn assert_oauth_error(got: &(u16, Value), status: u16, error: &str, needle: 
     assert!(
         description.contains(needle),
         "error_description {description:?} does not mention {needle:?}"
+    );
+}
+
+/// Asserts an error answer of the admin API or the PDP: status, `error`, and
+/// `needle` in `message`.
+#[track_caller]
+pub fn assert_api_error(got: &(u16, Value), status: u16, error: &str, needle: &str) {
+    let (s, body) = got;
+    assert_eq!(
+        (*s, body["error"].as_str()),
+        (status, Some(error)),
+        "expected {status} {error} ({needle:?}), got {s}: {body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(needle),
+        "message {message:?} does not mention {needle:?}: {body}"
     );
 }
 
