@@ -36,6 +36,10 @@ enum Command {
     /// Obtain a task token as an agent.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// Serve MCP to a desktop client over stdio, through the node's gateway
+    /// with a task token.
+    #[command(subcommand)]
+    Mcp(commands::mcp::McpCommand),
     /// Print a DPoP proof (RFC 9449) for one request.
     Dpop(commands::token::DpopArgs),
     /// Rotate the token signing key (through the admin API).
@@ -67,6 +71,10 @@ fn main() -> ExitCode {
             Command::Agent(cmd) => commands::agent::run(cmd).await,
             Command::Keys(cmd) => commands::agent::run_keys(cmd).await,
             Command::Token(cmd) => commands::token::run(cmd).await,
+            Command::Mcp(cmd) => {
+                commands::init_quiet_logs();
+                commands::mcp::run(cmd).await
+            }
             Command::Dpop(args) => commands::token::dpop(args),
             Command::Secret(cmd) => commands::secret::run(cmd).await,
         }

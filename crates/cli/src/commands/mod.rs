@@ -3,6 +3,7 @@
 pub(crate) mod admin_client;
 pub(crate) mod agent;
 pub(crate) mod audit;
+pub(crate) mod mcp;
 pub(crate) mod policy;
 pub(crate) mod secret;
 pub(crate) mod serve;

@@ -83,12 +83,12 @@ pub(crate) struct DpopArgs {
     token_file: Option<PathBuf>,
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -111,18 +111,38 @@ pub(crate) fn svid_client(dir: &Path) -> anyhow::Result<reqwest::Client> {
     Ok(builder.build()?)
 }
 
-pub(crate) async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
-    let TokenCommand::Request(args) = command;
-    let client = svid_client(&args.svid)?;
-    let url = format!("{}/oauth/token", args.server.trim_end_matches('/'));
+/// What a task token is asked for: the `agent_task` authorization details.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskSpec {
+    pub(crate) purpose: String,
+    pub(crate) tools: Vec<String>,
+    pub(crate) data_domains: Vec<String>,
+    pub(crate) capabilities: Vec<String>,
+    pub(crate) ttl: u64,
+    pub(crate) max_calls: Option<u64>,
+}
+
+/// Asks `{server}/oauth/token` for a task token as the agent whose SVID is in
+/// `svid` (over mTLS with `client`, made by [`svid_client`]). With `dpop`,
+/// the token is bound to that key by a proof; else to the certificate. With
+/// `parent`, the token is delegated from that parent token. Returns the
+/// token endpoint's answer (`access_token`, `expires_in`, `task_id`, ...).
+pub(crate) async fn request_token(
+    client: &reqwest::Client,
+    server: &str,
+    task: &TaskSpec,
+    dpop: Option<&DpopKey>,
+    parent: Option<&str>,
+) -> anyhow::Result<Value> {
+    let url = format!("{}/oauth/token", server.trim_end_matches('/'));
     let details = json!([{
         "type": "agent_task",
-        "purpose": args.purpose,
-        "tools": args.tools,
-        "data_domains": args.data_domains,
-        "ttl_seconds": args.ttl,
-        "max_calls": args.max_calls,
-        "capabilities": args.capabilities,
+        "purpose": task.purpose,
+        "tools": task.tools,
+        "data_domains": task.data_domains,
+        "ttl_seconds": task.ttl,
+        "max_calls": task.max_calls,
+        "capabilities": task.capabilities,
     }]);
     let mut form = vec![
         (
@@ -131,17 +151,15 @@ pub(crate) async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
         ),
         ("authorization_details", details.to_string()),
     ];
-    if let Some(parent) = &args.parent_token {
-        form.push(("subject_token", read(parent)?.trim().to_owned()));
+    if let Some(parent) = parent {
+        form.push(("subject_token", parent.trim().to_owned()));
         form.push((
             "subject_token_type",
             "urn:ietf:params:oauth:token-type:access_token".to_owned(),
         ));
     }
     let mut request = client.post(&url).form(&form);
-    if let Binding::Dpop = args.binding {
-        let key = DpopKey::from_pkcs8_pem(&read(&args.svid.join("svid.key"))?)
-            .map_err(|e| anyhow::anyhow!("svid.key: {e}"))?;
+    if let Some(key) = dpop {
         request = request.header("DPoP", key.proof("POST", &url, None, now()));
     }
     let response = request
@@ -157,6 +175,39 @@ pub(crate) async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
             body["error"].as_str().unwrap_or("error")
         );
     }
+    Ok(body)
+}
+
+/// The agent's SVID key (`svid.key` in `dir`), as a DPoP key.
+pub(crate) fn svid_key(dir: &Path) -> anyhow::Result<DpopKey> {
+    DpopKey::from_pkcs8_pem(&read(&dir.join("svid.key"))?)
+        .map_err(|e| anyhow::anyhow!("svid.key: {e}"))
+}
+
+pub(crate) async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    let TokenCommand::Request(args) = command;
+    let client = svid_client(&args.svid)?;
+    let task = TaskSpec {
+        purpose: args.purpose,
+        tools: args.tools,
+        data_domains: args.data_domains,
+        capabilities: args.capabilities,
+        ttl: args.ttl,
+        max_calls: args.max_calls,
+    };
+    let key = match args.binding {
+        Binding::Dpop => Some(svid_key(&args.svid)?),
+        Binding::Mtls => None,
+    };
+    let parent = args.parent_token.as_deref().map(read).transpose()?;
+    let body = request_token(
+        &client,
+        &args.server,
+        &task,
+        key.as_ref(),
+        parent.as_deref(),
+    )
+    .await?;
     if let Some(out) = &args.out {
         std::fs::write(out, body["access_token"].as_str().unwrap_or(""))
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
