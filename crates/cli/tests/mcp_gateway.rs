@@ -26,58 +26,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::agents::{Agent, AgentNode, Token, agent_policies, now};
-use common::{Backend, TestStore, audit_records, backends, repo_root};
+use common::agents::{AgentNode, Token, agent_policies, now};
+use common::mcp::{McpTools, mcp_dir, mcp_tools, run_sdk_script, task_for, write_svid};
+use common::{Backend, TestStore, audit_records, backends};
 use serde_json::{Value, json};
-
-/// Where `scripts/test.sh` put the MCP test software.
-struct McpTools {
-    npm_bin: PathBuf,
-    python: PathBuf,
-}
-
-/// The MCP test software, or `None` when `MANDATE_TEST_MCP=skip` (said
-/// loudly). Without it and without skip, the test fails: it never passes
-/// silently.
-fn mcp_tools(test: &str) -> Option<McpTools> {
-    if std::env::var("MANDATE_TEST_MCP").as_deref() == Ok("skip") {
-        // Straight to stderr, past the test harness's capture: a skip is seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** MANDATE_TEST_MCP=skip: MCP gateway test {test} SKIPPED (it needs the MCP servers and the Python SDK) ***\n"
-        );
-        return None;
-    }
-    let var = |name: &str| {
-        std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
-            panic!(
-                "{name} is not set: the MCP gateway tests need the MCP reference servers and the \
-                 official MCP Python SDK. Run `bash scripts/test.sh` (it installs them and runs \
-                 every test; `bash scripts/test.sh -p mandate-cli --test mcp_gateway` runs only \
-                 these), or set MANDATE_TEST_MCP=skip to skip them."
-            )
-        })
-    };
-    let tools = McpTools {
-        npm_bin: var("MANDATE_TEST_NPM_BIN"),
-        python: var("MANDATE_TEST_PYTHON"),
-    };
-    assert!(
-        tools.npm_bin.join("mcp-server-everything").exists(),
-        "{} has no mcp-server-everything: run `bash scripts/test.sh`",
-        tools.npm_bin.display()
-    );
-    assert!(
-        tools.python.exists(),
-        "{} does not exist: run `bash scripts/test.sh`",
-        tools.python.display()
-    );
-    Some(tools)
-}
-
-fn mcp_dir() -> PathBuf {
-    repo_root().join("crates/cli/tests/mcp")
-}
 
 /// A free loopback port (bound, then released).
 fn free_port() -> u16 {
@@ -270,46 +222,6 @@ async fn start_node(work: &Path, backend: Backend, name: &str, url: &str) -> Age
     )
 }
 
-/// A task holding `tools` (read capability, reports).
-fn task_for(tools: &[&str]) -> Value {
-    json!([{
-        "type": "agent_task",
-        "purpose": "check the gateway",
-        "tools": tools,
-        "data_domains": ["reports"],
-        "ttl_seconds": 600,
-        "capabilities": ["read"],
-    }])
-}
-
-/// Writes the agent's SVID as `mandate agent create --out` does.
-fn write_svid(agent: &Agent, dir: &Path) -> PathBuf {
-    let svid = dir.join(&agent.name);
-    std::fs::create_dir_all(&svid).unwrap();
-    std::fs::write(svid.join("svid.pem"), &agent.cert_pem).unwrap();
-    std::fs::write(svid.join("svid.key"), &agent.key_pem).unwrap();
-    std::fs::write(svid.join("bundle.pem"), &agent.bundle_pem).unwrap();
-    svid
-}
-
-/// Runs crates/cli/tests/mcp/client.py with `plan` and returns what it printed.
-fn sdk_client(tools: &McpTools, plan: &Value) -> Value {
-    let out = Command::new(&tools.python)
-        .arg(mcp_dir().join("client.py"))
-        .arg(plan.to_string())
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the SDK client failed ({}) with plan {plan}:\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("the SDK client printed no JSON ({e}): {stdout}"))
-}
-
 /// The steps every SDK run takes: list, two granted calls, one refused.
 fn steps() -> Value {
     json!([
@@ -365,9 +277,11 @@ fn assert_gated(run: &Value, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_python_sdk_reaches_server_everything_only_for_its_task() {
-    let Some(tools) =
-        mcp_tools("the_official_python_sdk_reaches_server_everything_only_for_its_task")
-    else {
+    let Some(tools) = mcp_tools(
+        "mcp_gateway",
+        "the_official_python_sdk_reaches_server_everything_only_for_its_task",
+        &["mcp-server-everything"],
+    ) else {
         return;
     };
     for backend in backends() {
@@ -384,7 +298,10 @@ async fn the_official_python_sdk_reaches_server_everything_only_for_its_task() {
         let token = node
             .root_token(
                 &agent,
-                &task_for(&["everything.echo", "everything.get-sum"]),
+                &task_for(
+                    "check the gateway",
+                    &["everything.echo", "everything.get-sum"],
+                ),
             )
             .await;
         let svid = write_svid(&agent, work.path());
@@ -394,8 +311,9 @@ async fn the_official_python_sdk_reaches_server_everything_only_for_its_task() {
         // through, and falls back to the initialize handshake: server-everything
         // speaks 2025-11-25), then forced to the 2025-11-25 handshake.
         for mode in ["auto", "legacy"] {
-            let run = sdk_client(
+            let run = run_sdk_script(
                 &tools,
+                "client.py",
                 &json!({
                     "url": url, "key": svid.join("svid.key"), "token": token.access_token,
                     "mode": mode, "steps": steps(),
@@ -407,12 +325,13 @@ async fn the_official_python_sdk_reaches_server_everything_only_for_its_task() {
 
         // The agent gets its own token with mandate_client.TaskTokenSource
         // (mTLS with its SVID, a DPoP proof) and uses it at once.
-        let run = sdk_client(
+        let run = run_sdk_script(
             &tools,
+            "client.py",
             &json!({
                 "url": url, "key": svid.join("svid.key"),
                 "svid_dir": svid, "token_url": format!("{}/oauth/token", node.tls()),
-                "authorization_details": task_for(&["everything.echo", "everything.get-sum"]),
+                "authorization_details": task_for("check the gateway", &["everything.echo", "everything.get-sum"]),
                 "steps": steps(),
             }),
         );
@@ -528,9 +447,11 @@ fn assert_upstream_saw(requests: &[Value], credential: &str, token: &Token, what
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refused_call() {
-    let Some(tools) =
-        mcp_tools("the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refused_call")
-    else {
+    let Some(tools) = mcp_tools(
+        "mcp_gateway",
+        "the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refused_call",
+        &["mcp-server-everything"],
+    ) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -539,7 +460,10 @@ async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refus
     let node = start_node(work.path(), Backend::Sqlite, "recorder", &upstream.url).await;
     let agent = node.agent("reporter").await;
     let token = node
-        .root_token(&agent, &task_for(&["recorder.echo", "recorder.get-sum"]))
+        .root_token(
+            &agent,
+            &task_for("check the gateway", &["recorder.echo", "recorder.get-sum"]),
+        )
         .await;
     let svid = write_svid(&agent, work.path());
     let url = node.node.url("/mcp/recorder");
@@ -580,7 +504,7 @@ async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refus
     // forces the 2025-11-25 handshake.
     let mut seen = 0;
     for (mode, version) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
-        let run = sdk_client(&tools, &plan(mode));
+        let run = run_sdk_script(&tools, "client.py", &plan(mode));
         assert_eq!(run["protocol_version"], version, "{mode}: {run}");
         assert_gated(&run, mode);
         let requests = recorded(&record);
@@ -598,7 +522,7 @@ async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refus
         )
         .await;
     assert!(status == 200 || status == 201, "rotate: {status} {body}");
-    let run = sdk_client(&tools, &plan("2026-07-28"));
+    let run = run_sdk_script(&tools, "client.py", &plan("2026-07-28"));
     assert_eq!(run["protocol_version"], "2026-07-28", "{run}");
     assert_gated(&run, "2026-07-28");
     let requests = recorded(&record);
@@ -659,7 +583,11 @@ const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","param
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_refuses_bad_http_and_stays_up() {
-    let Some(tools) = mcp_tools("the_gateway_refuses_bad_http_and_stays_up") else {
+    let Some(tools) = mcp_tools(
+        "mcp_gateway",
+        "the_gateway_refuses_bad_http_and_stays_up",
+        &["mcp-server-everything"],
+    ) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -668,7 +596,9 @@ async fn the_gateway_refuses_bad_http_and_stays_up() {
     let node = start_node(work.path(), Backend::Sqlite, "recorder", &upstream.url).await;
     node.put_secret("recorder-key", "credential-one").await;
     let agent = node.agent("reporter").await;
-    let token = node.root_token(&agent, &task_for(&["recorder.echo"])).await;
+    let token = node
+        .root_token(&agent, &task_for("check the gateway", &["recorder.echo"]))
+        .await;
     let http = reqwest::Client::new();
     let url = node.node.url("/mcp/recorder");
     let post = reqwest::Method::POST;
@@ -833,8 +763,9 @@ async fn the_gateway_refuses_bad_http_and_stays_up() {
     // The node is still up and serving, the gateway included.
     let health = http.get(node.node.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let run = sdk_client(
+    let run = run_sdk_script(
         &tools,
+        "client.py",
         &json!({
             "url": url, "key": write_svid(&agent, work.path()).join("svid.key"),
             "token": token.access_token, "mode": "legacy",

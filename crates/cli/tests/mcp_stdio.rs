@@ -13,54 +13,15 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::agents::{AgentNode, Token, agent_policies};
-use common::{Backend, Node, TestStore, audit_records, repo_root};
+use common::mcp::{McpTools, mcp_tools, run_sdk_script, task_for};
+use common::{Backend, Node, TestStore, audit_records};
 use serde_json::{Value, json};
 
-struct McpTools {
-    npm_bin: PathBuf,
-    python: PathBuf,
-}
-
-/// As in mcp_gateway.rs: the software, `None` when skipped (said loudly), a
-/// panic when it is missing.
-fn mcp_tools(test: &str) -> Option<McpTools> {
-    if std::env::var("MANDATE_TEST_MCP").as_deref() == Ok("skip") {
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** MANDATE_TEST_MCP=skip: MCP stdio test {test} SKIPPED (it needs the MCP servers and the Python SDK) ***\n"
-        );
-        return None;
-    }
-    let var = |name: &str| {
-        std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
-            panic!(
-                "{name} is not set: run `bash scripts/test.sh -p mandate-cli --test mcp_stdio`, \
-                 or set MANDATE_TEST_MCP=skip to skip these tests."
-            )
-        })
-    };
-    let tools = McpTools {
-        npm_bin: var("MANDATE_TEST_NPM_BIN"),
-        python: var("MANDATE_TEST_PYTHON"),
-    };
-    for server in ["mcp-server-everything", "mcp-server-filesystem"] {
-        assert!(
-            tools.npm_bin.join(server).exists(),
-            "{} has no {server}: run `bash scripts/test.sh`",
-            tools.npm_bin.display()
-        );
-    }
-    Some(tools)
-}
-
-/// Policies: dev agents may hold the tools used here, a call is allowed for
-/// the task's tools, and `fs.read_text_file` only for `allowed`.
 fn policies(dir: &Path, allowed: &Path) -> PathBuf {
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
@@ -163,46 +124,6 @@ fn start_node(store: TestStore, config: &Path, policies: &Path) -> AgentNode {
     }
 }
 
-fn task_for(tools: &[&str]) -> Value {
-    json!([{
-        "type": "agent_task",
-        "purpose": "check stdio upstreams",
-        "tools": tools,
-        "data_domains": ["reports"],
-        "ttl_seconds": 600,
-        "capabilities": ["read"],
-    }])
-}
-
-/// Runs crates/cli/tests/mcp/client.py with `plan` (two minutes at most).
-fn sdk_client(tools: &McpTools, plan: &Value) -> Value {
-    let mut child = Command::new(&tools.python)
-        .arg(repo_root().join("crates/cli/tests/mcp/client.py"))
-        .arg(plan.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("the SDK client hangs with plan {plan}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the SDK client failed ({}) with plan {plan}:\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("the SDK client printed no JSON ({e}): {stdout}"))
-}
-
 /// Writes the agent's key where client.py reads it.
 fn write_key(node_agent: &common::agents::Agent, dir: &Path) -> PathBuf {
     let key = dir.join(format!("{}.key", node_agent.name));
@@ -212,8 +133,11 @@ fn write_key(node_agent: &common::agents::Agent, dir: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_filesystem_over_stdio_reads_only_what_the_policy_allows() {
-    let Some(tools) = mcp_tools("server_filesystem_over_stdio_reads_only_what_the_policy_allows")
-    else {
+    let Some(tools) = mcp_tools(
+        "mcp_stdio",
+        "server_filesystem_over_stdio_reads_only_what_the_policy_allows",
+        &["mcp-server-everything", "mcp-server-filesystem"],
+    ) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -234,14 +158,18 @@ async fn server_filesystem_over_stdio_reads_only_what_the_policy_allows() {
     let database = node.store.url.clone();
     let agent = node.agent("reader").await;
     let token = node
-        .root_token(&agent, &task_for(&["fs.read_text_file"]))
+        .root_token(
+            &agent,
+            &task_for("check stdio upstreams", &["fs.read_text_file"]),
+        )
         .await;
     let key = write_key(&agent, work.path());
     let url = node.node.url("/mcp/fs");
     let read = |path: &Path| json!({"op": "call_tool", "name": "read_text_file", "arguments": {"path": path}});
     for mode in ["auto", "legacy"] {
-        let run = sdk_client(
+        let run = run_sdk_script(
             &tools,
+            "client.py",
             &json!({
                 "url": url, "key": key, "token": token.access_token, "mode": mode,
                 "steps": [{"op": "list_tools"}, read(&allowed), read(&root.join("private/secret.txt")), read(&missing)],
@@ -302,7 +230,9 @@ async fn server_filesystem_over_stdio_reads_only_what_the_policy_allows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spawned_server_gets_its_credential_in_its_environment_and_nothing_of_the_agent() {
     let Some(tools) = mcp_tools(
+        "mcp_stdio",
         "a_spawned_server_gets_its_credential_in_its_environment_and_nothing_of_the_agent",
+        &["mcp-server-everything", "mcp-server-filesystem"],
     ) else {
         return;
     };
@@ -318,11 +248,15 @@ async fn a_spawned_server_gets_its_credential_in_its_environment_and_nothing_of_
         .await;
     let agent = node.agent("envy").await;
     let token = node
-        .root_token(&agent, &task_for(&["everything.get-env"]))
+        .root_token(
+            &agent,
+            &task_for("check stdio upstreams", &["everything.get-env"]),
+        )
         .await;
     let key = write_key(&agent, work.path());
-    let run = sdk_client(
+    let run = run_sdk_script(
         &tools,
+        "client.py",
         &json!({
             "url": node.node.url("/mcp/everything"), "key": key, "token": token.access_token,
             "steps": [{"op": "list_tools"}, {"op": "call_tool", "name": "get-env", "arguments": {}}],
@@ -389,8 +323,11 @@ fn echo(id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_stdio_server_fails_what_waits_and_is_spawned_again() {
-    let Some(tools) = mcp_tools("a_killed_stdio_server_fails_what_waits_and_is_spawned_again")
-    else {
+    let Some(tools) = mcp_tools(
+        "mcp_stdio",
+        "a_killed_stdio_server_fails_what_waits_and_is_spawned_again",
+        &["mcp-server-everything", "mcp-server-filesystem"],
+    ) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -406,10 +343,13 @@ async fn a_killed_stdio_server_fails_what_waits_and_is_spawned_again() {
     let token = node
         .root_token(
             &agent,
-            &task_for(&[
-                "everything.echo",
-                "everything.trigger-long-running-operation",
-            ]),
+            &task_for(
+                "check stdio upstreams",
+                &[
+                    "everything.echo",
+                    "everything.trigger-long-running-operation",
+                ],
+            ),
         )
         .await;
     let url = node.node.url("/mcp/everything");

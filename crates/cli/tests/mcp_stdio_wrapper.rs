@@ -19,49 +19,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::agents::{Agent, AgentNode, agent_policies, task};
-use common::{Backend, TestStore, audit_records, repo_root};
+use common::agents::{AgentNode, agent_policies, task};
+use common::mcp::{McpTools, mcp_tools, run_sdk_script, wait, write_svid};
+use common::{Backend, TestStore, audit_records};
 use serde_json::{Value, json};
-
-struct McpTools {
-    npm_bin: PathBuf,
-    python: PathBuf,
-}
-
-/// As in mcp_gateway.rs: the software, `None` when skipped (said loudly), a
-/// panic when it is missing.
-fn mcp_tools(test: &str) -> Option<McpTools> {
-    if std::env::var("MANDATE_TEST_MCP").as_deref() == Ok("skip") {
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** MANDATE_TEST_MCP=skip: MCP stdio wrapper test {test} SKIPPED (it needs the MCP servers and the Python SDK) ***\n"
-        );
-        return None;
-    }
-    let var = |name: &str| {
-        std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
-            panic!(
-                "{name} is not set: run `bash scripts/test.sh -p mandate-cli --test mcp_stdio_wrapper`, \
-                 or set MANDATE_TEST_MCP=skip to skip these tests."
-            )
-        })
-    };
-    let tools = McpTools {
-        npm_bin: var("MANDATE_TEST_NPM_BIN"),
-        python: var("MANDATE_TEST_PYTHON"),
-    };
-    assert!(
-        tools.npm_bin.join("mcp-server-everything").exists(),
-        "{} has no mcp-server-everything: run `bash scripts/test.sh`",
-        tools.npm_bin.display()
-    );
-    Some(tools)
-}
 
 /// Policies: dev agents may hold everything's echo, get-sum and get-env, and
 /// a call is allowed for the task's tools.
@@ -129,16 +95,6 @@ class = "read"
     path
 }
 
-/// Writes the agent's SVID directory (as `mandate agent create --out` does).
-fn write_svid(agent: &Agent, dir: &Path) -> PathBuf {
-    let svid = dir.join(&agent.name);
-    std::fs::create_dir_all(&svid).unwrap();
-    std::fs::write(svid.join("svid.pem"), &agent.cert_pem).unwrap();
-    std::fs::write(svid.join("svid.key"), &agent.key_pem).unwrap();
-    std::fs::write(svid.join("bundle.pem"), &agent.bundle_pem).unwrap();
-    svid
-}
-
 /// `mandate mcp stdio` arguments obtaining a token as the agent in `svid`.
 fn svid_args(node: &AgentNode, upstream: &str, svid: &Path, tools: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
@@ -170,72 +126,17 @@ fn svid_args(node: &AgentNode, upstream: &str, svid: &Path, tools: &[&str]) -> V
     args
 }
 
-/// Runs crates/cli/tests/mcp/stdio_client.py with `plan` (two minutes at most).
-fn sdk_client(tools: &McpTools, plan: &Value) -> Value {
-    let mut child = Command::new(&tools.python)
-        .arg(repo_root().join("crates/cli/tests/mcp/stdio_client.py"))
-        .arg(plan.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    let out = wait(&mut child, Duration::from_secs(120), &plan.to_string());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the SDK client failed ({}) with plan {plan}:\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("the SDK client printed no JSON ({e}): {stdout}"))
-}
-
-/// Waits for `child` (reading its pipes meanwhile), killing it after `limit`.
-fn wait(child: &mut std::process::Child, limit: Duration, what: &str) -> std::process::Output {
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{what} hangs:\n{}",
-                String::from_utf8_lossy(&err_reader.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::process::Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
-
 fn steps_of(run: &Value) -> &Vec<Value> {
     run["steps"].as_array().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdk_stdio_client_through_the_wrapper_sees_and_calls_only_the_task_tools() {
-    let Some(tools) =
-        mcp_tools("the_sdk_stdio_client_through_the_wrapper_sees_and_calls_only_the_task_tools")
-    else {
+    let Some(tools) = mcp_tools(
+        "mcp_stdio_wrapper",
+        "the_sdk_stdio_client_through_the_wrapper_sees_and_calls_only_the_task_tools",
+        &["mcp-server-everything"],
+    ) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -293,8 +194,9 @@ async fn the_sdk_stdio_client_through_the_wrapper_sees_and_calls_only_the_task_t
         ),
         ("token file, legacy", token_args.clone(), "legacy"),
     ] {
-        let run = sdk_client(
+        let run = run_sdk_script(
             &tools,
+            "stdio_client.py",
             &json!({
                 "command": env!("CARGO_BIN_EXE_mandate"), "args": args, "mode": mode,
                 "steps": steps,

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod agents;
+pub mod mcp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -23,7 +23,9 @@ from typing import Any
 
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.shared.exceptions import MCPError
+
+# The steps are run as for the Streamable HTTP client, next to this script.
+from client import run_step
 
 
 async def run(plan: dict[str, Any]) -> dict[str, Any]:
@@ -34,23 +36,6 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         for step in plan["steps"]:
             out["steps"].append(await run_step(client, step))
     return out
-
-
-async def run_step(client: Client, step: dict[str, Any]) -> dict[str, Any]:
-    try:
-        if step["op"] == "list_tools":
-            result = await client.list_tools()
-            return {"tools": [t.name for t in result.tools]}
-        if step["op"] == "call_tool":
-            result = await client.call_tool(step["name"], step.get("arguments", {}))
-            return {
-                "ok": True,
-                "is_error": bool(result.is_error),
-                "text": [c.text for c in result.content if getattr(c, "type", None) == "text"],
-            }
-        raise ValueError(f"unknown op {step['op']!r}")
-    except MCPError as e:
-        return {"ok": False, "code": e.code, "message": e.message, "data": e.data}
 
 
 def main() -> None:
