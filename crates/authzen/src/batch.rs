@@ -37,9 +37,33 @@ pub struct EvaluatedItem {
     /// Keyed digest of the request as it was evaluated (defaults merged),
     /// computed at once so the request itself is not kept.
     request_digest: String,
+    /// The task of an `Agent` subject (`context.task.id`), recorded so the
+    /// decision can be traced to its task.
+    task_id: Option<String>,
 }
 
 impl EvaluatedItem {
+    /// The Cedar action decided (`Action::"call"`).
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// The Cedar resource decided (`Tool::"files.read"`).
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The keyed digest of the request as evaluated: what an approval of
+    /// this one request is bound to.
+    pub fn request_digest(&self) -> &str {
+        &self.request_digest
+    }
+
+    /// The task of an `Agent` subject, if any.
+    pub fn task_id(&self) -> Option<&str> {
+        self.task_id.as_deref()
+    }
+
     /// The audit event recording this evaluation. The request itself is kept only
     /// as a keyed digest.
     pub fn audit_event(&self, time_us: i64, request_id: &str) -> AuditEvent {
@@ -47,6 +71,9 @@ impl EvaluatedItem {
         // Only codes and policy IDs: error texts can quote request values, and
         // the log must not hold the request (its digest stands for it).
         detail.insert("reason".into(), Value::from(self.decision.reason.code()));
+        if let Some(task_id) = &self.task_id {
+            detail.insert("task_id".into(), Value::from(task_id.as_str()));
+        }
         if !self.decision.errors.is_empty() {
             let errored: Vec<&str> = self
                 .decision
@@ -58,7 +85,12 @@ impl EvaluatedItem {
         }
         AuditEvent {
             time_us,
-            kind: AuditKind::Decision,
+            // A call that left its task is recorded as drift.
+            kind: if self.decision.has_tag("drift") {
+                AuditKind::Drift
+            } else {
+                AuditKind::Decision
+            },
             request_id: request_id.to_owned(),
             subject: self.subject.clone(),
             action: self.action.clone(),
@@ -100,7 +132,28 @@ pub fn evaluate_one(
         action: parsed.action,
         resource: parsed.resource,
         request_digest: digester.digest_json_hex(request),
+        task_id: agent_task_id(request),
     })
+}
+
+/// Subject type of agents, whose `context.task` the server fills in from a
+/// verified task token and refuses from anyone else.
+const AGENT_TYPE: &str = "Agent";
+
+/// The task of a request made with a task token: `context.task.id` of an
+/// `Agent` subject, at most 128 bytes (task IDs are 37).
+fn agent_task_id(request: &EvaluationRequest) -> Option<String> {
+    if request.subject.kind != AGENT_TYPE {
+        return None;
+    }
+    request
+        .context
+        .as_ref()?
+        .get("task")?
+        .get("id")?
+        .as_str()
+        .filter(|id| id.len() <= 128)
+        .map(str::to_owned)
 }
 
 /// A deny for a batch item that could not be evaluated.
@@ -131,6 +184,7 @@ fn item_error(
         action: String::new(),
         resource: String::new(),
         request_digest: digester.digest_json_hex(raw),
+        task_id: None,
     }
 }
 
@@ -345,6 +399,29 @@ mod tests {
             BatchOutcome::Items(items) => items.iter().map(|i| i.response.decision).collect(),
             BatchOutcome::Single(_) => panic!("expected items"),
         }
+    }
+
+    #[test]
+    fn the_task_of_an_agent_subject_is_recorded_and_no_other() {
+        let request = |kind: &str| -> EvaluationRequest {
+            serde_json::from_value(json!({
+                "subject": {"type": kind, "id": "spiffe://mandate.local/agent/a"},
+                "action": {"name": "read"},
+                "resource": {"type": "doc", "id": "d"},
+                "context": {"task": {"id": "task-0123"}}
+            }))
+            .unwrap()
+        };
+        let detail = |kind: &str| {
+            evaluate_one(&bundle(), &request(kind), LIMITS, &digester())
+                .unwrap()
+                .audit_event(1, "r")
+                .detail
+        };
+        assert_eq!(detail("Agent")["task_id"], "task-0123");
+        assert_eq!(detail("Agent")["reason"], "permitted");
+        // Only an Agent subject's context.task comes from a verified token.
+        assert!(detail("user").get("task_id").is_none());
     }
 
     fn three() -> Value {

@@ -11,8 +11,8 @@
 //! What it does:
 //!
 //! 1. starts the real `mandate` binary (built in the bench profile) on loopback
-//!    ports, with a SQLite store in a temp dir and the `examples/agents`
-//!    policies;
+//!    ports, with a SQLite store in a temp dir and the shipped `policies/`
+//!    (baseline and example grants);
 //! 2. registers one agent through the admin API and gets its X.509-SVID from
 //!    the built-in CA;
 //! 3. drives the node's TLS listener with one mTLS `reqwest` client (the

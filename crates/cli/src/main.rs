@@ -1,7 +1,7 @@
 //! `mandate`: the runtime authority broker for AI agents, as one binary.
 //!
 //! Exit codes: 0 success; 1 error (message on stderr); 2 bad usage;
-//! 3 `audit verify` found the log broken.
+//! 3 `audit verify` or `audit trace` found the log broken.
 
 use std::process::ExitCode;
 
@@ -49,6 +49,17 @@ enum Command {
     /// are read from stdin and never shown.
     #[command(subcommand)]
     Secret(commands::secret::SecretCommand),
+    /// List, show, approve and deny calls held for a person's approval
+    /// (through the admin API).
+    #[command(subcommand)]
+    Approvals(commands::approvals::ApprovalsCommand),
+    /// Named admin credentials, one per approver (through the admin API).
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
+    /// What needs attention: idle agents, unused grants, tasks never ended,
+    /// unrotated secrets, policies that never matched, standing rights wider
+    /// than any task, each mapped to OWASP and NIST (through the admin API).
+    Posture(commands::posture::PostureArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +88,9 @@ fn main() -> ExitCode {
             }
             Command::Dpop(args) => commands::token::dpop(args),
             Command::Secret(cmd) => commands::secret::run(cmd).await,
+            Command::Approvals(cmd) => commands::approvals::run(cmd).await,
+            Command::Admin(cmd) => commands::admin::run(cmd).await,
+            Command::Posture(args) => commands::posture::run(args).await,
         }
     });
     match result {

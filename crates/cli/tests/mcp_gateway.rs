@@ -20,135 +20,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use common::agents::{AgentNode, Token, agent_policies, now};
-use common::mcp::{McpTools, mcp_dir, mcp_tools, run_sdk_script, task_for, write_svid};
+use common::agents::{AgentNode, READ_REPORTS_CALL_WITHIN_TASK, Token, now, schema_and_policies};
+use common::mcp::{
+    HttpUpstream, assert_upstream_saw, calls_of, mcp_tools, recorded, recorded_rpc, run_sdk_script,
+    task_for, write_svid,
+};
 use common::{Backend, TestStore, audit_records, backends};
 use serde_json::{Value, json};
-
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// An upstream MCP server in a child process, killed on drop.
-struct Upstream {
-    child: Child,
-    /// Its Streamable HTTP endpoint.
-    url: String,
-}
-
-impl Upstream {
-    /// Starts `command` and waits (60 s at most) for a line on its stdout or
-    /// stderr containing `ready`; `port` reads the port from that line (or is
-    /// the one given). Both streams go to `log`.
-    fn start(mut command: Command, log: PathBuf, ready: &str, port: Option<u16>) -> Upstream {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the upstream starts");
-        let file = Arc::new(Mutex::new(std::fs::File::create(&log).unwrap()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let streams: [Box<dyn std::io::Read + Send>; 2] = [
-            Box::new(child.stdout.take().unwrap()),
-            Box::new(child.stderr.take().unwrap()),
-        ];
-        for stream in streams {
-            let (tx, file, ready) = (tx.clone(), Arc::clone(&file), ready.to_owned());
-            // Reads to the end, so the child never blocks on a full pipe.
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    let _ = writeln!(file.lock().unwrap(), "{line}");
-                    if line.contains(&ready) {
-                        let _ = tx.send(line);
-                    }
-                }
-            });
-        }
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            panic!(
-                "the upstream did not start:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        let port = port.unwrap_or_else(|| {
-            line.rsplit(' ')
-                .next()
-                .and_then(|p| p.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no port in {line:?}"))
-        });
-        Upstream {
-            child,
-            url: format!("http://127.0.0.1:{port}/mcp"),
-        }
-    }
-
-    /// `PORT=N mcp-server-everything streamableHttp`.
-    fn everything(tools: &McpTools, dir: &Path) -> Upstream {
-        let port = free_port();
-        let mut command = Command::new(tools.npm_bin.join("mcp-server-everything"));
-        command
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .current_dir(dir);
-        Upstream::start(
-            command,
-            dir.join("everything.log"),
-            "MCP Streamable HTTP Server listening on port",
-            Some(port),
-        )
-    }
-
-    /// The recording upstream (crates/cli/tests/mcp/recording_upstream.py),
-    /// appending every request it receives to `record`.
-    fn recording(tools: &McpTools, dir: &Path, record: &Path) -> Upstream {
-        let mut command = Command::new(&tools.python);
-        command
-            .arg(mcp_dir().join("recording_upstream.py"))
-            .arg(record)
-            .current_dir(dir);
-        Upstream::start(
-            command,
-            dir.join("recorder.log"),
-            "recording upstream listening on port",
-            None,
-        )
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A policy directory for these tests: the example schema, development agents
 /// may hold the upstreams' echo, get-sum and get-env tools, and a call is
 /// allowed for the tools the task holds.
 fn gateway_policies(dir: &Path) -> PathBuf {
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::copy(
-        agent_policies().join("agents.cedarschema"),
-        policies.join("agents.cedarschema"),
-    )
-    .unwrap();
-    std::fs::write(
-        policies.join("gateway.cedar"),
-        r#"
+    let holds = r#"
 @id("dev-agents-hold-upstream-tools")
 permit (principal is Agent, action == Action::"hold_tool", resource is Tool)
 when {
@@ -156,20 +42,8 @@ when {
   [Tool::"everything.echo", Tool::"everything.get-sum", Tool::"everything.get-env",
    Tool::"recorder.echo", Tool::"recorder.get-sum", Tool::"recorder.get-env"].contains(resource)
 };
-
-@id("anyone-holds-reports")
-permit (principal is Agent, action == Action::"hold_data_domain", resource == DataDomain::"reports");
-
-@id("read-only")
-permit (principal is Agent, action == Action::"hold_capability", resource == Capability::"read");
-
-@id("call-within-task")
-permit (principal is Agent, action == Action::"call", resource is Tool)
-when { context.task.tools.contains(resource) };
-"#,
-    )
-    .unwrap();
-    policies
+"#;
+    schema_and_policies(dir, "gateway", &[holds, READ_REPORTS_CALL_WITHIN_TASK])
 }
 
 /// A config file with one upstream `name` at `url`, its credential in header
@@ -213,12 +87,10 @@ labels = ["confidential"]
 /// A node on a fresh `backend` store serving upstream `name` at `url` (see
 /// [`gateway_config`]) with the gateway policies, both written into `work`.
 async fn start_node(work: &Path, backend: Backend, name: &str, url: &str) -> AgentNode {
-    let config = gateway_config(work, name, url);
-    AgentNode::start_with_policies(
+    AgentNode::start_with_config(
         TestStore::new(backend).await,
+        &gateway_config(work, name, url),
         &gateway_policies(work),
-        &["--config", config.to_str().unwrap()],
-        &[],
     )
 }
 
@@ -286,7 +158,7 @@ async fn the_official_python_sdk_reaches_server_everything_only_for_its_task() {
     };
     for backend in backends() {
         let work = tempfile::tempdir().unwrap();
-        let upstream = Upstream::everything(&tools, work.path());
+        let upstream = HttpUpstream::everything(&tools, work.path());
         let node = start_node(work.path(), backend, "everything", &upstream.url).await;
         let database = node.store.url.clone();
         // The upstream's credential is set after the node started: it is read
@@ -348,14 +220,7 @@ async fn the_official_python_sdk_reaches_server_everything_only_for_its_task() {
                 .filter(|r| r["detail"]["endpoint"] == "mcp")
                 .collect();
             let of = |tool: &str, outcome: &str| {
-                calls
-                    .iter()
-                    .filter(|r| {
-                        r["resource"] == format!("Tool::\"everything.{tool}\"")
-                            && r["outcome"] == outcome
-                            && r["action"] == "Action::\"call\""
-                    })
-                    .count()
+                calls_of(&calls, &format!("everything.{tool}"), outcome).len()
             };
             assert_eq!(of("echo", "allow"), 3, "{calls:#?}");
             assert_eq!(of("get-sum", "allow"), 3, "{calls:#?}");
@@ -381,70 +246,6 @@ async fn the_official_python_sdk_reaches_server_everything_only_for_its_task() {
     }
 }
 
-/// The recording upstream's requests, in order.
-fn recorded(record: &Path) -> Vec<Value> {
-    std::fs::read_to_string(record)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The value of header `name` in a recorded request, if it was sent.
-fn header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
-    request["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
-        .and_then(|h| h[1].as_str())
-}
-
-/// The JSON-RPC body of a recorded request (Null for a body-less one).
-fn rpc(request: &Value) -> Value {
-    serde_json::from_str(request["body"].as_str().unwrap()).unwrap_or(Value::Null)
-}
-
-/// Asserts what the upstream received in `requests`: the credential
-/// `Key <credential>` on every request, never the agent's Authorization, DPoP
-/// or token, granted calls, and never a call of get-env.
-#[track_caller]
-fn assert_upstream_saw(requests: &[Value], credential: &str, token: &Token, what: &str) {
-    assert!(!requests.is_empty(), "{what}: the upstream got nothing");
-    for request in requests {
-        assert_eq!(
-            header(request, "x-upstream-key"),
-            Some(format!("Key {credential}").as_str()),
-            "{what}: the upstream gets the configured credential: {request}"
-        );
-        assert_eq!(
-            header(request, "authorization"),
-            None,
-            "{what}: the agent's Authorization never reaches the upstream: {request}"
-        );
-        assert_eq!(
-            header(request, "dpop"),
-            None,
-            "{what}: the agent's DPoP proof never reaches the upstream: {request}"
-        );
-        assert!(
-            !request.to_string().contains(&token.access_token),
-            "{what}: the task token never reaches the upstream: {request}"
-        );
-    }
-    let called: Vec<String> = requests
-        .iter()
-        .map(rpc)
-        .filter(|m| m["method"] == "tools/call")
-        .map(|m| m["params"]["name"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(
-        called,
-        ["echo", "get-sum"],
-        "{what}: the upstream got the granted calls and never the refused one"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refused_call() {
     let Some(tools) = mcp_tools(
@@ -456,7 +257,7 @@ async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refus
     };
     let work = tempfile::tempdir().unwrap();
     let record = work.path().join("recorded.jsonl");
-    let upstream = Upstream::recording(&tools, work.path(), &record);
+    let upstream = HttpUpstream::recording(&tools, work.path(), &record);
     let node = start_node(work.path(), Backend::Sqlite, "recorder", &upstream.url).await;
     let agent = node.agent("reporter").await;
     let token = node
@@ -537,7 +338,7 @@ async fn the_upstream_gets_its_credential_and_never_the_agents_token_nor_a_refus
     assert!(
         requests
             .iter()
-            .map(rpc)
+            .map(recorded_rpc)
             .any(|m| m["method"] == "tools/list"),
         "tools/list was forwarded"
     );
@@ -592,7 +393,7 @@ async fn the_gateway_refuses_bad_http_and_stays_up() {
     };
     let work = tempfile::tempdir().unwrap();
     let record = work.path().join("recorded.jsonl");
-    let upstream = Upstream::recording(&tools, work.path(), &record);
+    let upstream = HttpUpstream::recording(&tools, work.path(), &record);
     let node = start_node(work.path(), Backend::Sqlite, "recorder", &upstream.url).await;
     node.put_secret("recorder-key", "credential-one").await;
     let agent = node.agent("reporter").await;

@@ -17,49 +17,33 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::agents::{AgentNode, Token, agent_policies};
-use common::mcp::{McpTools, mcp_tools, run_sdk_script, task_for};
-use common::{Backend, Node, TestStore, audit_records};
+use common::agents::{AgentNode, READ_REPORTS_CALL_WITHIN_TASK, Token, schema_and_policies};
+use common::mcp::{McpTools, mcp_tools, rpc, run_sdk_script, task_for, tools_call};
+use common::{Backend, TestStore, audit_records};
 use serde_json::{Value, json};
 
 fn policies(dir: &Path, allowed: &Path) -> PathBuf {
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::copy(
-        agent_policies().join("agents.cedarschema"),
-        policies.join("agents.cedarschema"),
-    )
-    .unwrap();
-    std::fs::write(
-        policies.join("stdio.cedar"),
-        format!(
-            r#"
+    let holds = r#"
 @id("dev-agents-hold-stdio-tools")
 permit (principal is Agent, action == Action::"hold_tool", resource is Tool)
-when {{
+when {
   principal.env == "dev" &&
   [Tool::"fs.read_text_file", Tool::"everything.echo", Tool::"everything.get-env",
    Tool::"everything.trigger-long-running-operation"].contains(resource)
-}};
-
-@id("anyone-holds-reports")
-permit (principal is Agent, action == Action::"hold_data_domain", resource == DataDomain::"reports");
-
-@id("read-only")
-permit (principal is Agent, action == Action::"hold_capability", resource == Capability::"read");
-
-@id("call-within-task")
-permit (principal is Agent, action == Action::"call", resource is Tool)
-when {{ context.task.tools.contains(resource) }};
-
+};
+"#;
+    let only_the_notes = format!(
+        r#"
 @id("fs-reads-only-the-notes")
 forbid (principal, action == Action::"call", resource == Tool::"fs.read_text_file")
 unless {{ context has args && context.args.contains({{path: "path", value: {allowed:?}}}) }};
 "#
-        ),
+    );
+    schema_and_policies(
+        dir,
+        "stdio",
+        &[holds, READ_REPORTS_CALL_WITHIN_TASK, &only_the_notes],
     )
-    .unwrap();
-    policies
 }
 
 /// A config with the stdio upstreams `fs` (server-filesystem on `root`) and
@@ -108,22 +92,6 @@ class = "read"
     path
 }
 
-fn start_node(store: TestStore, config: &Path, policies: &Path) -> AgentNode {
-    let node = Node::start(
-        &store.dir.path().join("data"),
-        &store.url,
-        policies,
-        &["--config", config.to_str().unwrap()],
-    );
-    let admin = node.admin_token();
-    AgentNode {
-        node,
-        store,
-        admin,
-        http: reqwest::Client::new(),
-    }
-}
-
 /// Writes the agent's key where client.py reads it.
 fn write_key(node_agent: &common::agents::Agent, dir: &Path) -> PathBuf {
     let key = dir.join(format!("{}.key", node_agent.name));
@@ -150,7 +118,7 @@ async fn server_filesystem_over_stdio_reads_only_what_the_policy_allows() {
     let missing = root.join("private/missing.txt");
 
     let config = config(work.path(), &tools, &root, "fs-test");
-    let node = start_node(
+    let node = AgentNode::start_with_config(
         TestStore::new(Backend::Sqlite).await,
         &config,
         &policies(work.path(), &allowed),
@@ -238,7 +206,7 @@ async fn a_spawned_server_gets_its_credential_in_its_environment_and_nothing_of_
     };
     let work = tempfile::tempdir().unwrap();
     let config = config(work.path(), &tools, work.path(), "env-test");
-    let node = start_node(
+    let node = AgentNode::start_with_config(
         TestStore::new(Backend::Sqlite).await,
         &config,
         &policies(work.path(), Path::new("/nowhere")),
@@ -299,26 +267,11 @@ fn pid_with_marker(marker: &str) -> Option<u32> {
     })
 }
 
-/// POSTs one JSON-RPC message (20 s at most).
-async fn rpc(http: &reqwest::Client, token: &Token, url: &str, body: &Value) -> (u16, Value) {
-    let response = http
-        .post(url)
-        .header("authorization", format!("DPoP {}", token.access_token))
-        .header("dpop", token.proof_for(url))
-        .header("accept", "application/json, text/event-stream")
-        .json(body)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .expect("the gateway answers within 20 s");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+/// How long a JSON-RPC message may take through the gateway.
+const RPC_LIMIT: Duration = Duration::from_secs(20);
 
 fn echo(id: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-           "params": {"name": "echo", "arguments": {"message": id}}})
+    tools_call(id, "echo", json!({"message": id}))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -333,7 +286,7 @@ async fn a_killed_stdio_server_fails_what_waits_and_is_spawned_again() {
     let work = tempfile::tempdir().unwrap();
     let marker = format!("crash-{}", std::process::id());
     let config = config(work.path(), &tools, work.path(), &marker);
-    let node = start_node(
+    let node = AgentNode::start_with_config(
         TestStore::new(Backend::Sqlite).await,
         &config,
         &policies(work.path(), Path::new("/nowhere")),
@@ -363,12 +316,13 @@ async fn a_killed_stdio_server_fails_what_waits_and_is_spawned_again() {
         &json!({"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {},
             "clientInfo": {"name": "t", "version": "1"}}}),
+        RPC_LIMIT,
     )
     .await;
     assert_eq!(status, 200, "{init}");
     assert_eq!(init["id"], 7, "{init}");
     assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
-    let (status, answer) = rpc(&http, &token, &url, &echo("first")).await;
+    let (status, answer) = rpc(&http, &token, &url, &echo("first"), RPC_LIMIT).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["id"], "first");
     assert_eq!(answer["result"]["content"][0]["text"], "Echo: first");
@@ -401,9 +355,12 @@ async fn a_killed_stdio_server_fails_what_waits_and_is_spawned_again() {
                 &http,
                 &token,
                 &url,
-                &json!({"jsonrpc": "2.0", "id": 99, "method": "tools/call",
-                        "params": {"name": "trigger-long-running-operation",
-                                   "arguments": {"duration": 8, "steps": 2}}}),
+                &tools_call(
+                    99,
+                    "trigger-long-running-operation",
+                    json!({"duration": 8, "steps": 2}),
+                ),
+                RPC_LIMIT,
             )
             .await;
             (answer, started.elapsed())
@@ -436,7 +393,14 @@ async fn a_killed_stdio_server_fails_what_waits_and_is_spawned_again() {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (status, answer) = rpc(&http, &token, &url, &echo(&format!("again-{attempt}"))).await;
+        let (status, answer) = rpc(
+            &http,
+            &token,
+            &url,
+            &echo(&format!("again-{attempt}")),
+            RPC_LIMIT,
+        )
+        .await;
         assert_eq!(status, 200, "{answer}");
         if answer["result"]["content"][0]["text"] == format!("Echo: again-{attempt}") {
             break;

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::agents::{AgentNode, agent_policies, task};
+use common::agents::{
+    AgentNode, READ_REPORTS_CALL_WITHIN_TASK, agent_policies, schema_and_policies, task,
+};
 use common::mcp::{McpTools, mcp_tools, run_sdk_script, wait, write_svid};
 use common::{Backend, TestStore, audit_records};
 use serde_json::{Value, json};
@@ -32,36 +34,15 @@ use serde_json::{Value, json};
 /// Policies: dev agents may hold everything's echo, get-sum and get-env, and
 /// a call is allowed for the task's tools.
 fn policies(dir: &Path) -> PathBuf {
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::copy(
-        agent_policies().join("agents.cedarschema"),
-        policies.join("agents.cedarschema"),
-    )
-    .unwrap();
-    std::fs::write(
-        policies.join("wrapper.cedar"),
-        r#"
+    let holds = r#"
 @id("dev-agents-hold-everything")
 permit (principal is Agent, action == Action::"hold_tool", resource is Tool)
 when {
   principal.env == "dev" &&
   [Tool::"everything.echo", Tool::"everything.get-sum", Tool::"everything.get-env"].contains(resource)
 };
-
-@id("anyone-holds-reports")
-permit (principal is Agent, action == Action::"hold_data_domain", resource == DataDomain::"reports");
-
-@id("read-only")
-permit (principal is Agent, action == Action::"hold_capability", resource == Capability::"read");
-
-@id("call-within-task")
-permit (principal is Agent, action == Action::"call", resource is Tool)
-when { context.task.tools.contains(resource) };
-"#,
-    )
-    .unwrap();
-    policies
+"#;
+    schema_and_policies(dir, "wrapper", &[holds, READ_REPORTS_CALL_WITHIN_TASK])
 }
 
 /// A config with the stdio upstream `everything` (server-everything).
@@ -126,6 +107,22 @@ fn svid_args(node: &AgentNode, upstream: &str, svid: &Path, tools: &[&str]) -> V
     args
 }
 
+/// A node on a fresh SQLite store with the shipped policies and one upstream,
+/// `dead`, at a port nothing listens on (its config written into `dir`).
+async fn dead_upstream_node(dir: &Path) -> AgentNode {
+    let config = dir.join("dead.toml");
+    std::fs::write(
+        &config,
+        "[[mcp_upstreams]]\nname = \"dead\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
+    )
+    .unwrap();
+    AgentNode::start_with_config(
+        TestStore::new(Backend::Sqlite).await,
+        &config,
+        &agent_policies(),
+    )
+}
+
 fn steps_of(run: &Value) -> &Vec<Value> {
     run["steps"].as_array().unwrap()
 }
@@ -141,13 +138,8 @@ async fn the_sdk_stdio_client_through_the_wrapper_sees_and_calls_only_the_task_t
     };
     let work = tempfile::tempdir().unwrap();
     let store = TestStore::new(Backend::Sqlite).await;
-    let config = config(work.path(), &tools);
-    let node = AgentNode::start_with_policies(
-        store,
-        &policies(work.path()),
-        &["--config", config.to_str().unwrap()],
-        &[],
-    );
+    let node =
+        AgentNode::start_with_config(store, &config(work.path(), &tools), &policies(work.path()));
     let database = node.store.url.clone();
     let agent = node.agent("desktop").await;
     let svid = write_svid(&agent, work.path());
@@ -365,17 +357,7 @@ async fn fed_directly_the_wrapper_answers_bad_lines_and_http_errors_and_exits_at
 async fn a_refused_token_is_a_json_rpc_error_naming_the_reason() {
     let work = tempfile::tempdir().unwrap();
     // An upstream that is never reached: the token is refused first.
-    let config = work.path().join("dead.toml");
-    std::fs::write(
-        &config,
-        "[[mcp_upstreams]]\nname = \"dead\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
-    )
-    .unwrap();
-    let node = AgentNode::start(
-        TestStore::new(Backend::Sqlite).await,
-        &["--config", config.to_str().unwrap()],
-        &[],
-    );
+    let node = dead_upstream_node(work.path()).await;
     let key = work.path().join("key.pem");
     let agent = node.agent("holder").await;
     std::fs::write(&key, &agent.key_pem).unwrap();
@@ -426,17 +408,7 @@ async fn a_token_it_obtained_is_obtained_again_before_it_expires() {
     let work = tempfile::tempdir().unwrap();
     // An upstream that is down: a request with a valid token gets the
     // gateway's -31003, one with an expired token a 401.
-    let config = work.path().join("dead.toml");
-    std::fs::write(
-        &config,
-        "[[mcp_upstreams]]\nname = \"dead\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
-    )
-    .unwrap();
-    let node = AgentNode::start(
-        TestStore::new(Backend::Sqlite).await,
-        &["--config", config.to_str().unwrap()],
-        &[],
-    );
+    let node = dead_upstream_node(work.path()).await;
     let agent = node.agent("renewer").await;
     let svid = write_svid(&agent, work.path());
     let mut args = svid_args(&node, "dead", &svid, &["files.read"]);

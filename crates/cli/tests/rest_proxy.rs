@@ -22,7 +22,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::agents::{AgentNode, Token, agent_policies, now};
+use common::agents::{AgentNode, Token, copy_agent_policies, now};
 use common::{Backend, TestStore, audit_records, backends, verified_record_count};
 use http_body_util::{BodyExt, Channel};
 use serde_json::{Value, json};
@@ -151,23 +151,24 @@ fn dead_port() -> u16 {
         .port()
 }
 
-/// The test's actions, declared beside the example schema (which declares
-/// `Repo`, `list_issues` and `create_issue`).
+/// The test's actions, declared beside the shipped schema (whose github
+/// example declares `Repo`, `list_issues` and `create_issue`).
 const TEST_SCHEMA: &str = r#"
 entity Asset, Api;
 action list_pulls, download_log in [proxy] appliesTo {
   principal: Agent, resource: Repo,
-  context: { task: Task, http: HttpRequest, params: { owner: String, repo: String },
-             tool: ToolCall, tool_entity: Tool },
+  context: { task: Task, session: Session, http: HttpRequest,
+             params: { owner: String, repo: String }, tool: ToolCall, tool_entity: Tool },
 };
 action upload_asset in [proxy] appliesTo {
   principal: Agent, resource: Asset,
-  context: { task: Task, http: HttpRequest, params: { owner: String, repo: String, name: String },
-             tool: ToolCall, tool_entity: Tool },
+  context: { task: Task, session: Session, http: HttpRequest,
+             params: { owner: String, repo: String, name: String }, tool: ToolCall, tool_entity: Tool },
 };
 action upload, ping, wait in [proxy] appliesTo {
   principal: Agent, resource: Api,
-  context: { task: Task, http: HttpRequest, params: {}, tool: ToolCall, tool_entity: Tool },
+  context: { task: Task, session: Session, http: HttpRequest, params: {}, tool: ToolCall,
+             tool_entity: Tool },
 };
 "#;
 
@@ -190,9 +191,7 @@ when { principal.env == "dev" };
 fn policies(dir: &Path) -> PathBuf {
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
-    for file in ["agents.cedarschema", "agents.cedar"] {
-        std::fs::copy(agent_policies().join(file), policies.join(file)).unwrap();
-    }
+    copy_agent_policies(&policies);
     std::fs::write(policies.join("proxy-test.cedarschema"), TEST_SCHEMA).unwrap();
     std::fs::write(policies.join("proxy-test.cedar"), TEST_POLICIES).unwrap();
     policies
@@ -443,7 +442,7 @@ async fn proxy_case(backend: Backend) {
     assert_eq!(seen.len, br#"{"title":"flaky test"}"#.len() as u64);
     assert_eq!(header(&seen, "content-type"), Some("application/json"));
 
-    // Not the task's tool: denied, and the upstream never hears of it.
+    // Not the task's tool: denied as drift, and the upstream never hears of it.
     let (status, body) = send(
         &node,
         &token,
@@ -452,11 +451,12 @@ async fn proxy_case(backend: Backend) {
     )
     .await;
     assert_eq!(
-        (status, &body["error"], &body["reason"]),
+        (status, &body["error"], &body["reason"], &body["policies"]),
         (
             403,
             &json!("denied_by_policy"),
-            &json!("no permit policy matched (default deny)")
+            &json!("drift"),
+            &json!(["baseline/drift.cedar#drift"])
         ),
         "{body}"
     );
@@ -689,7 +689,7 @@ async fn proxy_case(backend: Backend) {
         assert_eq!(allowed["resource"], "Repo::\"acme/web\"");
         assert_eq!(
             allowed["policies"],
-            json!(["agents.cedar#proxy-within-task"])
+            json!(["examples/grants.cedar#proxy-within-task"])
         );
         assert_eq!(allowed["detail"]["upstream"], "github");
         assert_eq!(allowed["detail"]["method"], "GET");

@@ -1,5 +1,5 @@
 //! The agent quickstart, step by step, with the real `mandate` command line:
-//! start a node with `examples/agents`, register an agent, obtain a DPoP-bound
+//! start a node with the shipped `policies/`, register an agent, obtain a DPoP-bound
 //! task token for one tool, have a call of that tool allowed and a call of
 //! another tool denied at the AuthZEN endpoint, complete the task, and see the
 //! same token refused afterwards. On SQLite and on PostgreSQL.

@@ -40,11 +40,22 @@ pub enum AuditKind {
     AdminAccess,
     /// A secret was created, rotated or deleted (never its value).
     SecretChanged,
+    /// A call outside its task's declared scope was denied (intent drift).
+    /// Recorded instead of a [`AuditKind::Decision`] for that call.
+    Drift,
+    /// A call was held for a human's approval.
+    ApprovalRequested,
+    /// A held call was approved, denied, timed out or cancelled (outcome
+    /// `approved`, `denied`, `expired`, `cancelled`), with the approver.
+    ApprovalDecided,
+    /// An agent was killed: suspended, its tasks and its delegates' revoked,
+    /// its pending approvals denied and its in-flight calls rejected.
+    AgentKilled,
 }
 
 impl AuditKind {
     /// Every kind with its stored name.
-    const NAMES: [(AuditKind, &'static str); 11] = [
+    const NAMES: [(AuditKind, &'static str); 15] = [
         (AuditKind::Decision, "decision"),
         (AuditKind::TokenIssued, "token_issued"),
         (AuditKind::TokenRefused, "token_refused"),
@@ -56,6 +67,10 @@ impl AuditKind {
         (AuditKind::AgentChanged, "agent_changed"),
         (AuditKind::AdminAccess, "admin_access"),
         (AuditKind::SecretChanged, "secret_changed"),
+        (AuditKind::Drift, "drift"),
+        (AuditKind::ApprovalRequested, "approval_requested"),
+        (AuditKind::ApprovalDecided, "approval_decided"),
+        (AuditKind::AgentKilled, "agent_killed"),
     ];
 
     /// The stored name.

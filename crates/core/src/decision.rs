@@ -2,6 +2,8 @@
 //!
 //! A decision is a value that carries its own explanation: which policies
 //! determined it and which ones failed to evaluate. No policy means deny.
+//! A decision held for a person's approval is a deny too, so that code which
+//! knows nothing of approvals fails closed.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,16 +41,21 @@ pub enum DecisionReason {
     /// The request could not be evaluated (it does not fit the schema, names an
     /// unknown entity type, ...). The text says what was wrong.
     InvalidRequest(String),
+    /// Held for a person: only `@approval` forbid policies stood in the way of
+    /// a permit. Carries their annotation texts, sorted. The effect is deny.
+    ApprovalRequired(Vec<String>),
 }
 
 impl DecisionReason {
-    /// A short machine-readable code (`permitted`, `forbidden`, `no_permit`, `invalid_request`).
+    /// A short machine-readable code (`permitted`, `forbidden`, `no_permit`,
+    /// `invalid_request`, `approval_required`).
     pub fn code(&self) -> &'static str {
         match self {
             DecisionReason::Permitted => "permitted",
             DecisionReason::Forbidden => "forbidden",
             DecisionReason::NoPermit => "no_permit",
             DecisionReason::InvalidRequest(_) => "invalid_request",
+            DecisionReason::ApprovalRequired(_) => "approval_required",
         }
     }
 }
@@ -74,6 +81,10 @@ pub struct Decision {
     pub errors: Vec<PolicyEvalError>,
     /// Why.
     pub reason: DecisionReason,
+    /// The `@reason` words of the determining policies, sorted and unique
+    /// (`drift`, `egress_after_confidential`, ...).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 impl Decision {
@@ -91,6 +102,7 @@ impl Decision {
             policies: Vec::new(),
             errors: Vec::new(),
             reason: DecisionReason::InvalidRequest(message),
+            tags: Vec::new(),
         }
     }
 
@@ -102,13 +114,28 @@ impl Decision {
         self.effect == Effect::Allow
     }
 
-    /// One sentence for a human: why this was allowed or denied.
+    /// True for a decision held for a person's approval (its effect is deny).
+    pub fn needs_approval(&self) -> bool {
+        matches!(self.reason, DecisionReason::ApprovalRequired(_))
+    }
+
+    /// Whether a determining policy carried `@reason(tag)`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.binary_search_by(|t| t.as_str().cmp(tag)).is_ok()
+    }
+
+    /// One sentence for a human: why this was allowed, denied or held.
     pub fn explain(&self) -> String {
         match &self.reason {
             DecisionReason::Permitted => format!("permitted by {}", self.policies.join(", ")),
             DecisionReason::Forbidden => format!("forbidden by {}", self.policies.join(", ")),
             DecisionReason::NoPermit => "no permit policy matched (default deny)".to_owned(),
             DecisionReason::InvalidRequest(why) => format!("invalid request: {why}"),
+            DecisionReason::ApprovalRequired(texts) => format!(
+                "held for approval: {} ({})",
+                texts.join("; "),
+                self.policies.join(", ")
+            ),
         }
     }
 }
@@ -124,6 +151,7 @@ mod tests {
             policies: vec!["a.cedar#one".into()],
             errors: vec![],
             reason: DecisionReason::Permitted,
+            tags: vec![],
         };
         assert_eq!(d.explain(), "permitted by a.cedar#one");
         d.reason = DecisionReason::Forbidden;
@@ -138,5 +166,52 @@ mod tests {
             panic!()
         };
         assert_eq!(text.chars().count(), Decision::MAX_MESSAGE + 1);
+    }
+
+    #[test]
+    fn a_hold_is_a_deny_that_says_why_a_person_must_sign_off() {
+        let d = Decision {
+            effect: Effect::Deny,
+            policies: vec!["a.cedar#delete".into(), "b.cedar#prod".into()],
+            errors: vec![],
+            reason: DecisionReason::ApprovalRequired(vec![
+                "deletes data".into(),
+                "production".into(),
+            ]),
+            tags: vec!["destructive".into()],
+        };
+        assert!(d.needs_approval());
+        assert!(!d.is_allow());
+        assert_eq!(d.reason.code(), "approval_required");
+        assert_eq!(
+            d.explain(),
+            "held for approval: deletes data; production (a.cedar#delete, b.cedar#prod)"
+        );
+        assert!(!Decision::invalid("x").needs_approval());
+    }
+
+    #[test]
+    fn tags_are_looked_up_exactly_and_default_to_none_when_absent() {
+        let mut d = Decision::invalid("x");
+        d.tags = vec!["drift".into(), "egress_after_confidential".into()];
+        assert!(d.has_tag("drift"));
+        assert!(d.has_tag("egress_after_confidential"));
+        assert!(!d.has_tag("Drift"));
+        assert!(!d.has_tag("egress"));
+        // A decision recorded before tags existed still reads.
+        let old = r#"{"effect":"deny","policies":[],"errors":[],"reason":{"code":"no_permit"}}"#;
+        let parsed: Decision = serde_json::from_str(old).unwrap();
+        assert!(parsed.tags.is_empty());
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            json["tags"],
+            serde_json::json!(["drift", "egress_after_confidential"])
+        );
+        let held =
+            serde_json::to_value(DecisionReason::ApprovalRequired(vec!["x".into()])).unwrap();
+        assert_eq!(
+            held,
+            serde_json::json!({"code": "approval_required", "detail": ["x"]})
+        );
     }
 }

@@ -58,15 +58,21 @@ pub struct CatalogEntry {
     /// Whether the tool can send data outside (mail, web requests, uploads).
     /// Required: no default is safe to guess.
     pub egress: bool,
+    /// Whether the tool destroys or overwrites something (delete, write,
+    /// move, deploy). Default `false`.
+    #[serde(default)]
+    pub destructive: bool,
 }
 
 impl CatalogEntry {
-    /// The entry every unknown tool gets: `delegate`, egress, `unclassified`.
+    /// The entry every unknown tool gets: `delegate`, egress, destructive,
+    /// `unclassified`.
     pub fn unclassified() -> CatalogEntry {
         CatalogEntry {
             class: ToolClass::Delegate,
             labels: vec![UNCLASSIFIED.to_owned()],
             egress: true,
+            destructive: true,
         }
     }
 }
@@ -83,6 +89,15 @@ pub enum CatalogError {
     Duplicate {
         /// The key.
         key: String,
+    },
+    /// A label that is empty, too long or has other characters than ASCII
+    /// letters, digits, `-`, `_`, `.`, `:` and `/`.
+    #[error("catalog entry {key:?} has an invalid label {label:?}")]
+    BadLabel {
+        /// The key.
+        key: String,
+        /// The label as written.
+        label: String,
     },
 }
 
@@ -106,6 +121,23 @@ impl Catalog {
             if map.contains_key(&key) {
                 return Err(CatalogError::Duplicate { key });
             }
+            let mut entry = entry;
+            // Labels are compared as written after normalizing, so that
+            // `Confidential` in the catalog meets `confidential` in a policy.
+            let mut labels = Vec::with_capacity(entry.labels.len());
+            for label in &entry.labels {
+                match mandate_core::normalize_label(label) {
+                    Some(l) if !labels.contains(&l) => labels.push(l),
+                    Some(_) => {}
+                    None => {
+                        return Err(CatalogError::BadLabel {
+                            key,
+                            label: label.clone(),
+                        });
+                    }
+                }
+            }
+            entry.labels = labels;
             map.insert(key, entry);
         }
         Ok(Catalog { entries: map })
@@ -140,6 +172,7 @@ mod tests {
             class,
             labels: vec!["reports".into()],
             egress: false,
+            destructive: false,
         }
     }
 

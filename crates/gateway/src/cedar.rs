@@ -112,9 +112,10 @@ pub enum PolicySchema {
 }
 
 /// The Cedar schema the gateway's requests need, on top of the `Agent`,
-/// `Tool` and `Task` declarations of `examples/agents/agents.cedarschema`
-/// (which ends with exactly this text). It declares the `call` action, so
-/// remove any older `call` declaration before appending it.
+/// `Tool`, `Task` and `Session` declarations of
+/// `policies/baseline/mandate.cedarschema` (which ends with exactly this
+/// text). It declares the `call` action, so remove any older `call`
+/// declaration before appending it.
 pub const SCHEMA_FRAGMENT: &str = r#"// ---- The MCP gateway (crates/gateway). ----
 
 // What the gateway's catalog says about a called tool.
@@ -124,7 +125,8 @@ type ToolCall = {
   class: String,       // "read", "act" or "delegate": the capability it needs
   labels: Set<String>,
   egress: Bool,        // whether it can send data out
-  known: Bool,         // false: not in the catalog (class "delegate", egress, label "unclassified")
+  destructive: Bool,   // whether it destroys or overwrites something
+  known: Bool,         // false: not in the catalog (class "delegate", egress, destructive, label "unclassified")
 };
 
 // One scalar of a call's arguments: where it sits (`to`, `options.dry_run`,
@@ -134,12 +136,12 @@ type Argument = {
   value: String,
 };
 
-// A call of a tool under a task. AuthZEN callers send `{task}` only; the
-// gateway adds `tool` and `args`, so test `context has tool` first.
+// A call of a tool under a task. The gateway sends all four; AuthZEN callers
+// with a task token get `task` and `session`. Test `context has tool` first.
 action call appliesTo {
   principal: Agent,
   resource: Tool,
-  context: { task: Task, tool?: ToolCall, args?: Set<Argument> },
+  context: { task: Task, tool?: ToolCall, args?: Set<Argument>, session?: Session },
 };
 
 // `Resource::"<upstream>:<uri>"`, `Prompt::"<upstream>.<name>"`,
@@ -152,21 +154,21 @@ entity McpMethod;
 action read_resource appliesTo {
   principal: Agent,
   resource: Resource,
-  context: { task: Task, upstream: String, uri: String },
+  context: { task: Task, session?: Session, upstream: String, uri: String },
 };
 
 // prompts/get.
 action get_prompt appliesTo {
   principal: Agent,
   resource: Prompt,
-  context: { task: Task, upstream: String, name: String, args: Set<Argument> },
+  context: { task: Task, session?: Session, upstream: String, name: String, args: Set<Argument> },
 };
 
 // Any other method the gateway does not classify (completion/complete, tasks/*, ...).
 action mcp_method appliesTo {
   principal: Agent,
   resource: McpMethod,
-  context: { task: Task, upstream: String, method: String },
+  context: { task: Task, session?: Session, upstream: String, method: String },
 };
 "#;
 
@@ -185,13 +187,13 @@ pub fn tool_id(upstream: &str, tool: &str) -> Result<String, RequestError> {
 /// `function`, `spiffe_id`), as for AuthZEN. `schema` says whether
 /// `context.arguments` can be sent.
 #[allow(clippy::too_many_arguments)]
-pub fn tool_call_request(
+pub fn tool_call_request<'s>(
     upstream: &str,
     tool: &str,
     entry: &CatalogEntry,
     known: bool,
     arguments: &Value,
-    task_context: &Value,
+    scope: impl Into<TaskScope<'s>>,
     spiffe_id: &str,
     attributes: &[(impl AsRef<str>, impl AsRef<str>)],
     schema: PolicySchema,
@@ -217,31 +219,31 @@ pub fn tool_call_request(
             ),
         ),
         ("egress", RestrictedExpression::new_bool(entry.egress)),
+        (
+            "destructive",
+            RestrictedExpression::new_bool(entry.destructive),
+        ),
         ("known", RestrictedExpression::new_bool(known)),
     ])?;
-    let mut context = vec![
-        ("task".to_owned(), task_value(task_context)?),
-        ("tool".to_owned(), tool_record),
-    ];
+    let mut context = scope_pairs(scope.into())?;
+    context.push(("tool".to_owned(), tool_record));
     context.extend(argument_pairs(arguments, schema)?);
     build(spiffe_id, attributes, "call", uid("Tool", &id), context)
 }
 
 /// The request for `resources/read` of `uri` on `upstream`.
-pub fn resource_read_request(
+pub fn resource_read_request<'s>(
     upstream: &str,
     uri: &str,
-    task_context: &Value,
+    scope: impl Into<TaskScope<'s>>,
     spiffe_id: &str,
     attributes: &[(impl AsRef<str>, impl AsRef<str>)],
 ) -> Result<DecisionRequest, RequestError> {
     check_upstream(upstream)?;
     non_empty(uri, "uri")?;
-    let context = vec![
-        ("task".to_owned(), task_value(task_context)?),
-        ("upstream".to_owned(), string(upstream)),
-        ("uri".to_owned(), string(uri)),
-    ];
+    let mut context = scope_pairs(scope.into())?;
+    context.push(("upstream".to_owned(), string(upstream)));
+    context.push(("uri".to_owned(), string(uri)));
     build(
         spiffe_id,
         attributes,
@@ -253,22 +255,20 @@ pub fn resource_read_request(
 
 /// The request for `prompts/get` of `name` on `upstream`, with its arguments
 /// treated as a tool call's are.
-pub fn prompt_get_request(
+pub fn prompt_get_request<'s>(
     upstream: &str,
     name: &str,
     arguments: &Value,
-    task_context: &Value,
+    scope: impl Into<TaskScope<'s>>,
     spiffe_id: &str,
     attributes: &[(impl AsRef<str>, impl AsRef<str>)],
     schema: PolicySchema,
 ) -> Result<DecisionRequest, RequestError> {
     check_upstream(upstream)?;
     non_empty(name, "prompt")?;
-    let mut context = vec![
-        ("task".to_owned(), task_value(task_context)?),
-        ("upstream".to_owned(), string(upstream)),
-        ("name".to_owned(), string(name)),
-    ];
+    let mut context = scope_pairs(scope.into())?;
+    context.push(("upstream".to_owned(), string(upstream)));
+    context.push(("name".to_owned(), string(name)));
     context.extend(argument_pairs(arguments, schema)?);
     build(
         spiffe_id,
@@ -280,20 +280,18 @@ pub fn prompt_get_request(
 }
 
 /// The request for a method the gateway does not classify ([`crate::Gate::Unknown`]).
-pub fn method_request(
+pub fn method_request<'s>(
     upstream: &str,
     method: &str,
-    task_context: &Value,
+    scope: impl Into<TaskScope<'s>>,
     spiffe_id: &str,
     attributes: &[(impl AsRef<str>, impl AsRef<str>)],
 ) -> Result<DecisionRequest, RequestError> {
     check_upstream(upstream)?;
     non_empty(method, "method")?;
-    let context = vec![
-        ("task".to_owned(), task_value(task_context)?),
-        ("upstream".to_owned(), string(upstream)),
-        ("method".to_owned(), string(method)),
-    ];
+    let mut context = scope_pairs(scope.into())?;
+    context.push(("upstream".to_owned(), string(upstream)));
+    context.push(("method".to_owned(), string(method)));
     build(
         spiffe_id,
         attributes,
@@ -503,6 +501,42 @@ fn flatten(
 }
 
 /// The task context, written by the server: entity escapes are honoured.
+/// The task a request is made under, and what its session has touched so
+/// far: `context.task` and `context.session`. A bare `&Value` (the task) is a
+/// scope whose session has touched nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskScope<'a> {
+    /// The `context.task` JSON, as AuthZEN uses it: entity references written
+    /// `{"__entity": {"type": ..., "id": ...}}`.
+    pub task: &'a Value,
+    /// Every data label the task's delegation tree has touched
+    /// (`context.session.labels`), normalized.
+    pub session_labels: &'a [String],
+}
+
+impl<'a> From<&'a Value> for TaskScope<'a> {
+    fn from(task: &'a Value) -> TaskScope<'a> {
+        TaskScope {
+            task,
+            session_labels: &[],
+        }
+    }
+}
+
+/// `task` and `session` of a request's context.
+pub(crate) fn scope_pairs(
+    scope: TaskScope<'_>,
+) -> Result<Vec<(String, RestrictedExpression)>, RequestError> {
+    let session = record([(
+        "labels",
+        RestrictedExpression::new_set(scope.session_labels.iter().map(|l| string(l))),
+    )])?;
+    Ok(vec![
+        ("task".to_owned(), task_value(scope.task)?),
+        ("session".to_owned(), session),
+    ])
+}
+
 pub(crate) fn task_value(task: &Value) -> Result<RestrictedExpression, RequestError> {
     let mut values = 0;
     check_bounds(task, 1, &mut values)?;

@@ -31,7 +31,7 @@
 //! let Gate::ToolCall { name, arguments } = gate(&message)? else { unreachable!() };
 //!
 //! // The catalog of upstream "files", keyed by its tools' names.
-//! let read = CatalogEntry { class: ToolClass::Read, labels: vec![], egress: false };
+//! let read = CatalogEntry { class: ToolClass::Read, labels: vec![], egress: false, destructive: false };
 //! let catalog = Catalog::new([("read".to_owned(), read)])?;
 //! let (entry, known) = catalog.lookup(&name);
 //! let task = serde_json::json!({"id": "t1", "tools": [{"__entity": {"type": "Tool", "id": "files.read"}}]});
@@ -50,6 +50,7 @@ mod cedar;
 mod envelope;
 mod gate;
 mod headers;
+mod labels;
 mod oauth;
 mod origin;
 mod reply;
@@ -60,8 +61,8 @@ mod tools_list;
 pub use catalog::{Catalog, CatalogEntry, CatalogError, ToolClass, UNCLASSIFIED};
 pub use cedar::{
     MAX_ARGUMENT_DEPTH, MAX_ARGUMENT_PATH, MAX_ARGUMENT_VALUES, PolicySchema, RequestError,
-    SCHEMA_FRAGMENT, method_request, prompt_get_request, resource_read_request, tool_call_request,
-    tool_id,
+    SCHEMA_FRAGMENT, TaskScope, method_request, prompt_get_request, resource_read_request,
+    tool_call_request, tool_id,
 };
 pub use envelope::{EnvelopeError, Message, RequestId, parse_message};
 pub use gate::{Gate, gate};
@@ -71,6 +72,7 @@ pub use headers::{
     check_protocol_version_header, check_required_routing_headers, check_routing_headers,
     mcp_name_source, requires_routing_headers,
 };
+pub use labels::{INVALID_LABEL, RESULT_LABELS_KEY, result_labels};
 pub use oauth::{
     DPOP_SIGNING_ALGS, WELL_KNOWN_PATH, protected_resource_metadata, resource_metadata_url,
     www_authenticate,
@@ -78,8 +80,8 @@ pub use oauth::{
 pub use origin::{normalize_origin, origin_allowed};
 pub use reply::{
     APPROVAL_PENDING, AUDIT_UNAVAILABLE, DENIED_BY_POLICY, HEADER_MISMATCH, INTERNAL_ERROR,
-    INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UPSTREAM_TIMEOUT,
-    UPSTREAM_UNAVAILABLE, denial_data, error_response, tool_error_result,
+    INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, STATE_UNAVAILABLE,
+    UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE, denial_data, error_response, tool_error_result,
 };
 pub use rest::{
     MatchError, PROXY_ACTION_GROUP, REST_SCHEMA_FRAGMENT, RestMatch, RestRoutes, RestRule,

@@ -4,7 +4,7 @@
 //! MCP 2026-07-28 reserves `-32020` to `-32099` for codes it defines and asks
 //! new implementations to stay out of `-32000` to `-32019` and, for their own
 //! purposes, out of the whole JSON-RPC range `-32768` to `-32000`. Mandate's
-//! own codes are therefore `-31001` to `-31005`.
+//! own codes are therefore `-31001` to `-31006`.
 
 use mandate_core::Decision;
 use serde::Serialize;
@@ -37,6 +37,9 @@ pub const UPSTREAM_TIMEOUT: i64 = -31004;
 /// Mandate: the audit log cannot be written, so nothing is decided or
 /// forwarded (or, after the call, its result is withheld).
 pub const AUDIT_UNAVAILABLE: i64 = -31005;
+/// Mandate: the store that holds budgets and session labels cannot be read
+/// or written, so nothing is decided or forwarded (or the result is withheld).
+pub const STATE_UNAVAILABLE: i64 = -31006;
 
 #[derive(Serialize)]
 struct ErrorObject<'a> {
@@ -159,6 +162,7 @@ mod tests {
             policies: vec!["agents.cedar#gateway-unknown-tools".into()],
             errors: vec![],
             reason: DecisionReason::Forbidden,
+            tags: vec![],
         };
         assert_eq!(
             denial_data(&d),

@@ -32,14 +32,14 @@ use std::str::FromStr;
 
 use mandate_policy::DecisionRequest;
 use mandate_policy::cedar_policy::{EntityId, EntityTypeName, EntityUid, RestrictedExpression};
-use serde_json::Value;
 
 use crate::catalog::ToolClass;
-use crate::cedar::{RequestError, build, record, string, task_value, tool_id, uid};
+use crate::cedar::{RequestError, TaskScope, build, record, scope_pairs, string, tool_id, uid};
 
 /// The Cedar schema the proxy's requests need, beside [`crate::SCHEMA_FRAGMENT`]
-/// (whose `ToolCall` type it uses). `examples/agents/agents.cedarschema`
-/// contains exactly this text, followed by an example upstream's actions.
+/// (whose `ToolCall` type it uses). `policies/baseline/mandate.cedarschema`
+/// contains exactly this text; `policies/examples/github.cedarschema`
+/// declares an example upstream's actions.
 pub const REST_SCHEMA_FRAGMENT: &str = r#"// ---- The HTTP reverse proxy (crates/gateway/src/rest.rs). ----
 
 // The request as the proxy received it.
@@ -96,6 +96,8 @@ pub struct RestRule {
     pub labels: Vec<String>,
     /// Whether the endpoint can send data outside.
     pub egress: bool,
+    /// Whether the endpoint destroys or overwrites something.
+    pub destructive: bool,
 }
 
 /// Why a rule cannot be used. `index` is its position in the list, from 0.
@@ -195,6 +197,8 @@ pub struct RestMatch {
     pub labels: Vec<String>,
     /// The rule's egress flag.
     pub egress: bool,
+    /// The rule's destructive flag.
+    pub destructive: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +281,7 @@ impl RestRoutes {
                 class: rule.class,
                 labels: rule.labels.clone(),
                 egress: rule.egress,
+                destructive: rule.destructive,
             });
         }
         Err(MatchError::NoRoute {
@@ -299,12 +304,12 @@ impl RestRoutes {
 /// The request for a REST call that matched a rule (see the module docs).
 /// `task_context` and `attributes` are as for [`crate::tool_call_request`].
 #[allow(clippy::too_many_arguments)]
-pub fn rest_request(
+pub fn rest_request<'s>(
     upstream: &str,
     matched: &RestMatch,
     method: &str,
     query: Option<&str>,
-    task_context: &Value,
+    scope: impl Into<TaskScope<'s>>,
     spiffe_id: &str,
     attributes: &[(impl AsRef<str>, impl AsRef<str>)],
 ) -> Result<DecisionRequest, RequestError> {
@@ -343,10 +348,14 @@ pub fn rest_request(
             RestrictedExpression::new_set(matched.labels.iter().map(|l| string(l))),
         ),
         ("egress", RestrictedExpression::new_bool(matched.egress)),
+        (
+            "destructive",
+            RestrictedExpression::new_bool(matched.destructive),
+        ),
         ("known", RestrictedExpression::new_bool(true)),
     ])?;
-    let context = vec![
-        ("task".to_owned(), task_value(task_context)?),
+    let mut context = scope_pairs(scope.into())?;
+    context.extend([
         ("http".to_owned(), http),
         ("params".to_owned(), params),
         ("tool".to_owned(), tool_record),
@@ -354,7 +363,7 @@ pub fn rest_request(
             "tool_entity".to_owned(),
             RestrictedExpression::new_entity_uid(uid("Tool", &tool)),
         ),
-    ];
+    ]);
     build(spiffe_id, attributes, &matched.action, resource, context)
 }
 

@@ -1,7 +1,23 @@
 //! One validated load of a policy directory, and the decision it makes.
+//!
+//! Two policy annotations change what a decision says:
+//!
+//! - `@reason("word")` (a snake_case word): when the policy is among those
+//!   that determined a decision, the word is in [`Decision::tags`], so callers
+//!   can count and audit denials such as `drift` apart from the rest.
+//! - `@approval("why a person must sign off")`, on forbid policies only: when
+//!   a request is denied and every forbid that matched is an approval policy,
+//!   the request is evaluated again without the approval policies. If that
+//!   allows it, the decision is a *hold*: still [`Effect::Deny`], with
+//!   [`DecisionReason::ApprovalRequired`] carrying the texts and the matching
+//!   approval policies as its policies. If nothing permits it either, the
+//!   decision is a plain [`DecisionReason::NoPermit`] with no policies: a
+//!   person's sign-off could not make it pass, so it must not look as if it
+//!   could. Any other forbid that matches makes it a plain forbid.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{
     Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression,
@@ -32,6 +48,17 @@ pub struct DecisionRequest {
     pub resource_attrs: Vec<(String, RestrictedExpression)>,
 }
 
+/// The `@approval` policies of a bundle, and what to evaluate when only they
+/// deny: the set without them, whole and indexed. Built once at load so that a
+/// hold costs one more evaluation of an already-cut policy set.
+#[derive(Debug)]
+struct Approvals {
+    /// Annotation text by policy ID.
+    texts: HashMap<String, String>,
+    without: PolicySet,
+    index: PolicyIndex,
+}
+
 /// A policy directory, parsed, validated and indexed. Immutable: a reload builds
 /// a new bundle.
 #[derive(Debug)]
@@ -40,7 +67,35 @@ pub struct PolicyBundle {
     schema: Option<Schema>,
     entities: EntityStore,
     index: PolicyIndex,
+    /// `@reason` words by policy ID.
+    reasons: HashMap<String, String>,
+    /// `None` when no policy has `@approval`.
+    approvals: Option<Approvals>,
     warnings: Vec<String>,
+}
+
+/// Which policies and entities an evaluation sees: the index's candidates and
+/// the request's slice, or everything (the reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Indexed,
+    Full,
+}
+
+/// A policy set borrowed from the bundle or cut for one request by an index.
+enum SetRef<'a> {
+    Whole(&'a PolicySet),
+    Cut(Arc<PolicySet>),
+}
+
+impl std::ops::Deref for SetRef<'_> {
+    type Target = PolicySet;
+    fn deref(&self) -> &PolicySet {
+        match self {
+            SetRef::Whole(set) => set,
+            SetRef::Cut(set) => set,
+        }
+    }
 }
 
 fn valid_id(id: &str) -> bool {
@@ -48,6 +103,17 @@ fn valid_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// Longest `@reason` word: it lands in metrics labels and audit records.
+const MAX_REASON: usize = 64;
+
+fn valid_reason(word: &str) -> bool {
+    word.len() <= MAX_REASON
+        && word.starts_with(|c: char| c.is_ascii_lowercase())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 impl PolicyBundle {
@@ -80,6 +146,8 @@ impl PolicyBundle {
         };
 
         let mut policies = PolicySet::new();
+        let mut reasons = HashMap::new();
+        let mut approval_texts = HashMap::new();
         for file in &sources.policies {
             let parsed = PolicySet::from_str(&file.text).map_err(|e| PolicyError::Parse {
                 file: file.name.clone(),
@@ -108,6 +176,24 @@ impl PolicyBundle {
                         id,
                         file: file.name.clone(),
                     });
+                }
+                if let Some(word) = policy.annotation("reason") {
+                    if !valid_reason(word) {
+                        return Err(PolicyError::BadReason {
+                            policy: id,
+                            value: word.to_owned(),
+                        });
+                    }
+                    reasons.insert(id.clone(), word.to_owned());
+                }
+                if let Some(text) = policy.annotation("approval") {
+                    if policy.effect() != cedar_policy::Effect::Forbid {
+                        return Err(PolicyError::ApprovalOnPermit { policy: id });
+                    }
+                    if text.trim().is_empty() {
+                        return Err(PolicyError::EmptyApproval { policy: id });
+                    }
+                    approval_texts.insert(id.clone(), text.trim().to_owned());
                 }
                 policies
                     .add(policy.new_id(PolicyId::new(&id)))
@@ -140,12 +226,34 @@ impl PolicyBundle {
             },
         };
         let index = PolicyIndex::new(&policies, &entities);
+        let approvals = if approval_texts.is_empty() {
+            None
+        } else {
+            let without = PolicySet::from_policies(
+                policies
+                    .policies()
+                    .filter(|p| !approval_texts.contains_key(AsRef::<str>::as_ref(p.id())))
+                    .cloned(),
+            )
+            .map_err(|e| PolicyError::Parse {
+                file: "(policies without @approval)".to_owned(),
+                message: e.to_string(),
+            })?;
+            let index = PolicyIndex::new(&without, &entities);
+            Some(Approvals {
+                texts: approval_texts,
+                without,
+                index,
+            })
+        };
         let entities = EntityStore::new(entities, &policies);
         Ok(PolicyBundle {
             policies,
             schema,
             entities,
             index,
+            reasons,
+            approvals,
             warnings,
         })
     }
@@ -176,66 +284,94 @@ impl PolicyBundle {
     /// Decides `request`, evaluating only the policies whose scope can match and
     /// only the entities the request can reach.
     pub fn decide(&self, request: DecisionRequest) -> Decision {
-        let candidates = self.index.candidates(
-            &request.principal,
-            &request.action,
-            &request.resource,
-            self.entities.stored(),
-        );
-        self.evaluate(request, &candidates, true)
+        self.evaluate(request, Path::Indexed)
     }
 
     /// Decides `request` over the whole policy set and the whole entity store,
     /// as plain Cedar would. The reference that [`PolicyBundle::decide`] must
     /// always agree with; slower.
     pub fn decide_unindexed(&self, request: DecisionRequest) -> Decision {
-        self.evaluate(request, &self.policies, false)
+        self.evaluate(request, Path::Full)
     }
 
-    fn evaluate(&self, request: DecisionRequest, set: &PolicySet, sliced: bool) -> Decision {
+    fn evaluate(&self, request: DecisionRequest, path: Path) -> Decision {
+        let set = match path {
+            Path::Indexed => SetRef::Cut(self.index.candidates(
+                &request.principal,
+                &request.action,
+                &request.resource,
+                self.entities.stored(),
+            )),
+            Path::Full => SetRef::Whole(&self.policies),
+        };
         let schema = self.schema.as_ref();
-        let mut overrides = Vec::new();
-        for (uid, attrs) in [
-            (&request.principal, request.principal_attrs),
-            (&request.resource, request.resource_attrs),
-        ] {
-            if attrs.is_empty() {
-                continue;
+        let roots = [&request.principal, &request.action, &request.resource];
+        // The indexed path keeps the slices it builds (see `KeptSlices`).
+        let kept = match path {
+            Path::Indexed => {
+                self.entities
+                    .kept_slice(roots, &request.principal_attrs, &request.resource_attrs)
             }
-            if overrides
-                .iter()
-                .any(|e: &cedar_policy::Entity| &e.uid() == uid)
-            {
-                return Decision::invalid(format!(
-                    "{uid} is both principal and resource and cannot take properties twice"
-                ));
-            }
-            match merge_request_entity(&self.entities, uid, attrs, schema) {
-                Ok(e) => overrides.push(e),
-                Err(why) => return Decision::invalid(why),
-            }
-        }
-        // Without request-supplied entities the stored set is used as it is: no
-        // copy, no closure to recompute. Otherwise only the reachable slice is
-        // rebuilt (or, for the reference path, the whole store).
-        let built;
-        let entities = if overrides.is_empty() {
-            self.entities.stored()
+            Path::Full => None,
+        };
+        let built: Arc<Entities>;
+        let entities = if let Some(slice) = kept {
+            built = slice;
+            &*built
         } else {
-            let result = if sliced {
-                self.entities.slice(
-                    [&request.principal, &request.action, &request.resource],
-                    overrides,
+            let keep = (path == Path::Indexed).then(|| {
+                (
+                    request.principal_attrs.clone(),
+                    request.resource_attrs.clone(),
                 )
-            } else {
-                self.entities.full_with(overrides)
-            };
-            match result {
-                Ok(e) => {
-                    built = e;
-                    &built
+            });
+            let mut overrides = Vec::new();
+            for (uid, attrs) in [
+                (&request.principal, request.principal_attrs),
+                (&request.resource, request.resource_attrs),
+            ] {
+                if attrs.is_empty() {
+                    continue;
                 }
-                Err(why) => return Decision::invalid(why),
+                if overrides
+                    .iter()
+                    .any(|e: &cedar_policy::Entity| &e.uid() == uid)
+                {
+                    return Decision::invalid(format!(
+                        "{uid} is both principal and resource and cannot take properties twice"
+                    ));
+                }
+                match merge_request_entity(&self.entities, uid, attrs, schema) {
+                    Ok(e) => overrides.push(e),
+                    Err(why) => return Decision::invalid(why),
+                }
+            }
+            // Without request-supplied entities the stored set is used as it
+            // is: no copy, no closure to recompute. Otherwise only the
+            // reachable slice is rebuilt (or, for the reference path, the
+            // whole store).
+            if overrides.is_empty() {
+                self.entities.stored()
+            } else {
+                let result = match path {
+                    Path::Indexed => self.entities.slice(roots, overrides),
+                    Path::Full => self.entities.full_with(overrides),
+                };
+                match result {
+                    Ok(e) => {
+                        built = Arc::new(e);
+                        if let Some((principal_attrs, resource_attrs)) = keep {
+                            self.entities.keep_slice(
+                                roots,
+                                principal_attrs,
+                                resource_attrs,
+                                Arc::clone(&built),
+                            );
+                        }
+                        &*built
+                    }
+                    Err(why) => return Decision::invalid(why),
+                }
             }
         };
         let cedar_request = match Request::new(
@@ -248,7 +384,8 @@ impl PolicyBundle {
             Ok(r) => r,
             Err(e) => return Decision::invalid(e.to_string()),
         };
-        let response = Authorizer::new().is_authorized(&cedar_request, set, entities);
+        let authorizer = Authorizer::new();
+        let response = authorizer.is_authorized(&cedar_request, &set, entities);
         let mut policies: Vec<String> = response
             .diagnostics()
             .reason()
@@ -272,14 +409,64 @@ impl PolicyBundle {
             cedar_policy::Decision::Deny if policies.is_empty() => {
                 (Effect::Deny, DecisionReason::NoPermit)
             }
-            cedar_policy::Decision::Deny => (Effect::Deny, DecisionReason::Forbidden),
+            cedar_policy::Decision::Deny => match &self.approvals {
+                Some(approvals) if policies.iter().all(|p| approvals.texts.contains_key(p)) => {
+                    // Errors are those of the first evaluation: the second one
+                    // runs a subset of the same policies on the same request.
+                    let Some(without) = self.without_approvals(approvals, path, &cedar_request)
+                    else {
+                        return Decision::invalid("request with unknown entities");
+                    };
+                    let second = authorizer.is_authorized(&cedar_request, &without, entities);
+                    if second.decision() == cedar_policy::Decision::Allow {
+                        let mut texts: Vec<String> = policies
+                            .iter()
+                            .map(|p| approvals.texts[p].clone())
+                            .collect();
+                        texts.sort();
+                        texts.dedup();
+                        (Effect::Deny, DecisionReason::ApprovalRequired(texts))
+                    } else {
+                        policies.clear();
+                        (Effect::Deny, DecisionReason::NoPermit)
+                    }
+                }
+                _ => (Effect::Deny, DecisionReason::Forbidden),
+            },
         };
+        let mut tags: Vec<String> = policies
+            .iter()
+            .filter_map(|p| self.reasons.get(p).cloned())
+            .collect();
+        tags.sort();
+        tags.dedup();
         Decision {
             effect,
             policies,
             errors,
             reason,
+            tags,
         }
+    }
+
+    /// The policies to evaluate again when only `@approval` policies denied.
+    /// `None` only for a request with unknown entities, which Mandate never
+    /// makes (only partial evaluation does).
+    fn without_approvals<'a>(
+        &'a self,
+        approvals: &'a Approvals,
+        path: Path,
+        request: &Request,
+    ) -> Option<SetRef<'a>> {
+        Some(match path {
+            Path::Indexed => SetRef::Cut(approvals.index.candidates(
+                request.principal()?,
+                request.action()?,
+                request.resource()?,
+                self.entities.stored(),
+            )),
+            Path::Full => SetRef::Whole(&approvals.without),
+        })
     }
 
     /// The policy IDs that a request's scope selects (for tests and diagnostics).
@@ -457,6 +644,48 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_slice_serves_only_requests_with_the_same_attributes() {
+        let b = docs();
+        let read = |secret: bool, owner: &str| {
+            let mut r = req(r#"User::"alice""#, r#"Action::"read""#, r#"Doc::"new""#);
+            r.resource_attrs = vec![
+                (
+                    "owner".into(),
+                    RestrictedExpression::new_entity_uid(uid(owner)),
+                ),
+                ("secret".into(), RestrictedExpression::new_bool(secret)),
+            ];
+            r
+        };
+        // Each answer is the one the unindexed reference gives, whatever was
+        // decided (and kept) for the same roots just before.
+        for (secret, owner) in [
+            (false, r#"User::"alice""#),
+            (false, r#"User::"alice""#),
+            (true, r#"User::"alice""#),
+            (false, r#"User::"root""#),
+            (false, r#"User::"alice""#),
+        ] {
+            let indexed = b.decide(read(secret, owner));
+            let reference = b.decide_unindexed(read(secret, owner));
+            assert_eq!(indexed.effect, reference.effect, "{secret} {owner}");
+            assert_eq!(indexed.policies, reference.policies, "{secret} {owner}");
+        }
+        assert_eq!(
+            b.decide(read(false, r#"User::"alice""#)).effect,
+            Effect::Allow
+        );
+        assert_eq!(
+            b.decide(read(true, r#"User::"alice""#)).effect,
+            Effect::Deny
+        );
+        assert_eq!(
+            b.decide(read(false, r#"User::"root""#)).effect,
+            Effect::Deny
+        );
+    }
+
+    #[test]
     fn duplicate_and_malformed_ids_are_refused() {
         let dup = r#"@id("x") permit(principal, action, resource); @id("x") forbid(principal, action, resource);"#;
         let err =
@@ -555,5 +784,196 @@ mod tests {
         assert_eq!(allow.effect, Effect::Allow, "{allow:?}");
         let deny = b.decide(req(r#"User::"u""#, r#"Action::"write""#, r#"Doc::"d""#));
         assert_eq!(deny.effect, Effect::Deny);
+    }
+
+    const HOLDS: &str = r#"
+        @id("anyone-reads") @reason("granted")
+        permit(principal, action == Action::"read", resource);
+        @id("anyone-deletes")
+        permit(principal, action == Action::"delete", resource);
+        @id("delete-needs-sign-off") @approval("deletes data") @reason("destructive")
+        forbid(principal, action == Action::"delete", resource);
+        @id("prod-needs-sign-off") @approval("production change")
+        forbid(principal, action, resource) when { resource in Env::"prod" };
+        @id("never-keys") @reason("secret")
+        forbid(principal, action, resource == Doc::"keys");
+        @id("unused-tag") @reason("drift")
+        forbid(principal, action == Action::"fly", resource);
+    "#;
+
+    const HOLD_ENTITIES: &str = r#"[
+        {"uid": {"type": "Env", "id": "prod"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "Doc", "id": "live"}, "attrs": {}, "parents": [{"type": "Env", "id": "prod"}]},
+        {"uid": {"type": "Doc", "id": "keys"}, "attrs": {}, "parents": [{"type": "Env", "id": "prod"}]}
+    ]"#;
+
+    fn holds() -> PolicyBundle {
+        PolicyBundle::from_sources(&sources(&[("h.cedar", HOLDS)], None, Some(HOLD_ENTITIES)))
+            .unwrap()
+    }
+
+    /// Both paths, which must agree.
+    fn both(b: &PolicyBundle, r: DecisionRequest) -> Decision {
+        let fast = b.decide(r.clone());
+        assert_eq!(fast, b.decide_unindexed(r), "indexed and full differ");
+        fast
+    }
+
+    #[test]
+    fn only_approval_policies_in_the_way_of_a_permit_make_a_hold() {
+        let d = both(
+            &holds(),
+            req(r#"User::"u""#, r#"Action::"delete""#, r#"Doc::"draft""#),
+        );
+        assert_eq!(d.effect, Effect::Deny, "a hold must fail closed");
+        assert!(d.needs_approval(), "{d:?}");
+        assert_eq!(
+            d.reason,
+            DecisionReason::ApprovalRequired(vec!["deletes data".into()])
+        );
+        assert_eq!(d.policies, ["h.cedar#delete-needs-sign-off"]);
+        assert_eq!(d.tags, ["destructive"]);
+        assert_eq!(
+            d.explain(),
+            "held for approval: deletes data (h.cedar#delete-needs-sign-off)"
+        );
+        // Two approval policies: both texts, sorted, and both policies.
+        let d = both(
+            &holds(),
+            req(r#"User::"u""#, r#"Action::"delete""#, r#"Doc::"live""#),
+        );
+        assert_eq!(
+            d.reason,
+            DecisionReason::ApprovalRequired(vec![
+                "deletes data".into(),
+                "production change".into()
+            ])
+        );
+        assert_eq!(
+            d.policies,
+            [
+                "h.cedar#delete-needs-sign-off",
+                "h.cedar#prod-needs-sign-off"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_approval_policy_next_to_another_forbid_is_a_plain_forbid() {
+        // Doc::"keys" is in prod (approval) and forbidden outright: no hold,
+        // since no sign-off could lift the other forbid.
+        let d = both(
+            &holds(),
+            req(r#"User::"u""#, r#"Action::"read""#, r#"Doc::"keys""#),
+        );
+        assert_eq!(d.reason, DecisionReason::Forbidden, "{d:?}");
+        assert!(!d.needs_approval());
+        assert_eq!(
+            d.policies,
+            ["h.cedar#never-keys", "h.cedar#prod-needs-sign-off"]
+        );
+        assert_eq!(d.tags, ["secret"]);
+    }
+
+    #[test]
+    fn an_approval_policy_without_any_permit_is_a_default_deny() {
+        // Nothing permits `write`; the prod approval policy matches, but a
+        // sign-off would not make the call pass, so it is not a hold.
+        let d = both(
+            &holds(),
+            req(r#"User::"u""#, r#"Action::"write""#, r#"Doc::"live""#),
+        );
+        assert_eq!(d.effect, Effect::Deny);
+        assert_eq!(d.reason, DecisionReason::NoPermit, "{d:?}");
+        assert!(d.policies.is_empty());
+        assert!(d.tags.is_empty());
+    }
+
+    #[test]
+    fn tags_come_only_from_the_determining_policies() {
+        let b = holds();
+        let allowed = both(&b, req(r#"User::"u""#, r#"Action::"read""#, r#"Doc::"d""#));
+        assert_eq!(allowed.effect, Effect::Allow);
+        // The permit's word, not those of forbids that did not match.
+        assert_eq!(allowed.tags, ["granted"]);
+        assert!(allowed.has_tag("granted") && !allowed.has_tag("drift"));
+        // A forbid overrides the tagged permit: only the forbid's word remains.
+        let forbidden = both(
+            &b,
+            req(r#"User::"u""#, r#"Action::"read""#, r#"Doc::"keys""#),
+        );
+        assert!(!forbidden.has_tag("granted"));
+        let untagged = both(
+            &b,
+            req(r#"User::"u""#, r#"Action::"delete""#, r#"Doc::"d""#),
+        );
+        assert!(untagged.needs_approval());
+        let none = both(&b, req(r#"User::"u""#, r#"Action::"fly""#, r#"Doc::"d""#));
+        assert_eq!(none.tags, ["drift"]);
+        assert_eq!(none.reason, DecisionReason::Forbidden);
+    }
+
+    #[test]
+    fn a_bundle_without_approval_policies_never_holds() {
+        let d = docs().decide(req(
+            r#"User::"alice""#,
+            r#"Action::"read""#,
+            r#"Doc::"keys""#,
+        ));
+        assert_eq!(d.reason, DecisionReason::Forbidden);
+        assert!(d.tags.is_empty());
+    }
+
+    #[test]
+    fn approval_on_a_permit_and_malformed_annotations_are_refused() {
+        let load = |text: &str| {
+            PolicyBundle::from_sources(&sources(&[("a.cedar", text)], None, None)).unwrap_err()
+        };
+        let err = load(r#"@id("p") @approval("why") permit(principal, action, resource);"#);
+        assert!(
+            matches!(&err, PolicyError::ApprovalOnPermit { policy } if policy == "a.cedar#p"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("forbid"), "{err}");
+        for empty in [r#"@approval"#, r#"@approval("")"#, r#"@approval("  ")"#] {
+            let err = load(&format!("{empty} forbid(principal, action, resource);"));
+            assert!(matches!(err, PolicyError::EmptyApproval { .. }), "{err}");
+        }
+        let too_long = format!("@reason(\"{}\")", "a".repeat(MAX_REASON + 1));
+        for bad in [
+            r#"@reason("Drift")"#,
+            r#"@reason("two words")"#,
+            r#"@reason("1st")"#,
+            r#"@reason("")"#,
+            r#"@reason("drift-deny")"#,
+            &too_long,
+        ] {
+            let err = load(&format!("{bad} forbid(principal, action, resource);"));
+            assert!(matches!(err, PolicyError::BadReason { .. }), "{bad}: {err}");
+        }
+        let fine = format!(
+            "@reason(\"{}\") forbid(principal, action, resource);",
+            "a".repeat(MAX_REASON)
+        );
+        PolicyBundle::from_sources(&sources(&[("a.cedar", &fine)], None, None)).unwrap();
+    }
+
+    #[test]
+    fn a_hold_follows_the_request_attributes_on_both_paths() {
+        // The permit depends on a request-supplied attribute: without it the
+        // approval forbid alone stands and nothing permits, so no hold.
+        let policies = r#"
+            @id("trusted-delete")
+            permit(principal, action == Action::"delete", resource) when { principal.trusted };
+            @id("sign-off") @approval("deletes data")
+            forbid(principal, action == Action::"delete", resource);
+        "#;
+        let b = PolicyBundle::from_sources(&sources(&[("p.cedar", policies)], None, None)).unwrap();
+        let mut r = req(r#"User::"u""#, r#"Action::"delete""#, r#"Doc::"d""#);
+        r.principal_attrs = vec![("trusted".into(), RestrictedExpression::new_bool(true))];
+        assert!(both(&b, r.clone()).needs_approval());
+        r.principal_attrs = vec![("trusted".into(), RestrictedExpression::new_bool(false))];
+        let d = both(&b, r);
+        assert_eq!(d.reason, DecisionReason::NoPermit, "{d:?}");
     }
 }

@@ -10,6 +10,7 @@
 //! equals its answer on the whole store.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use cedar_policy::{Entities, Entity, EntityUid, PolicySet, RestrictedExpression, Schema};
 
@@ -21,6 +22,36 @@ pub(crate) struct EntityStore {
     refs: HashMap<EntityUid, Vec<EntityUid>>,
     /// Entities named in policy conditions, with everything they reach.
     static_slice: Vec<EntityUid>,
+    kept: KeptSlices,
+}
+
+/// Request attributes, as a [`crate::DecisionRequest`] carries them.
+type Attrs = Vec<(String, RestrictedExpression)>;
+
+/// Most slices kept; when full, all are dropped.
+const KEPT_SLICES: usize = 4096;
+
+/// Slices built for requests with attributes, by the request's principal,
+/// action and resource, each with the attributes it was built from. A slice
+/// depends on nothing else but the store, which never changes (a reload
+/// builds a new one), so a later request with equal roots and attributes (the
+/// same agent calling the same tool, say) is decided on the same entities
+/// without merging, validating and closing them again.
+#[derive(Debug, Default)]
+struct KeptSlices(Mutex<HashMap<[EntityUid; 3], KeptSlice>>);
+
+#[derive(Debug)]
+struct KeptSlice {
+    principal_attrs: Attrs,
+    resource_attrs: Attrs,
+    entities: Arc<Entities>,
+}
+
+impl KeptSlices {
+    fn lock(&self) -> MutexGuard<'_, HashMap<[EntityUid; 3], KeptSlice>> {
+        // Every update leaves the map consistent, so a poisoned lock is safe.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Collects every `{"__entity": {"type": .., "id": ..}}` below `value`.
@@ -77,6 +108,7 @@ impl EntityStore {
             entities,
             refs,
             static_slice: Vec::new(),
+            kept: KeptSlices::default(),
         };
         store.static_slice = store.reach(literals, &HashSet::new());
         store
@@ -143,6 +175,47 @@ impl EntityStore {
             }
         }
         Entities::from_entities(chosen, None).map_err(|e| e.to_string())
+    }
+
+    /// The slice [`EntityStore::keep_slice`] kept for these roots and these
+    /// request attributes (equal, in the same order), if any.
+    pub(crate) fn kept_slice(
+        &self,
+        roots: [&EntityUid; 3],
+        principal_attrs: &[(String, RestrictedExpression)],
+        resource_attrs: &[(String, RestrictedExpression)],
+    ) -> Option<Arc<Entities>> {
+        if principal_attrs.is_empty() && resource_attrs.is_empty() {
+            return None;
+        }
+        let key = roots.map(EntityUid::clone);
+        let kept = self.kept.lock();
+        let slice = kept.get(&key)?;
+        (slice.principal_attrs == principal_attrs && slice.resource_attrs == resource_attrs)
+            .then(|| Arc::clone(&slice.entities))
+    }
+
+    /// Keeps `entities`, the slice built for `roots` with these request
+    /// attributes, in place of any other kept for the same roots.
+    pub(crate) fn keep_slice(
+        &self,
+        roots: [&EntityUid; 3],
+        principal_attrs: Attrs,
+        resource_attrs: Attrs,
+        entities: Arc<Entities>,
+    ) {
+        let mut kept = self.kept.lock();
+        if kept.len() >= KEPT_SLICES {
+            kept.clear();
+        }
+        kept.insert(
+            roots.map(EntityUid::clone),
+            KeptSlice {
+                principal_attrs,
+                resource_attrs,
+                entities,
+            },
+        );
     }
 
     /// The whole store with `overrides` upserted: what Cedar would see without

@@ -50,6 +50,30 @@ pub enum PolicyError {
         /// The annotation's value.
         id: String,
     },
+    /// A `@reason` annotation that is not a short snake_case word.
+    #[error(
+        "{policy}: @reason({value:?}) must be a snake_case word of at most 64 characters (a-z, 0-9, '_', starting with a letter)"
+    )]
+    BadReason {
+        /// The policy (`file#id`).
+        policy: String,
+        /// The annotation's value.
+        value: String,
+    },
+    /// An `@approval` annotation on a permit policy. Approval holds a call that
+    /// a forbid would otherwise stop; on a permit it would read as "allowed
+    /// once approved" while actually granting without anyone's sign-off.
+    #[error("{policy}: @approval belongs on a forbid policy, not on a permit")]
+    ApprovalOnPermit {
+        /// The policy (`file#id`).
+        policy: String,
+    },
+    /// An `@approval` annotation without a text saying why a person must sign off.
+    #[error("{policy}: @approval needs a text saying why a person must sign off")]
+    EmptyApproval {
+        /// The policy (`file#id`).
+        policy: String,
+    },
     /// The schema files do not form a valid schema.
     #[error("schema: {0}")]
     Schema(String),

@@ -6,7 +6,9 @@
 //! (Cedar JSON entities). [`PolicyBundle`] is one immutable, validated load of
 //! such a directory; [`PolicyBundle::decide`] answers a [`DecisionRequest`] with
 //! a [`mandate_core::Decision`], evaluating only the policies whose scope can
-//! match and only the entities the request can reach. [`PolicyEngine`] holds
+//! match and only the entities the request can reach. `@reason("word")` on a
+//! policy tags the decisions it determines; `@approval("why")` on a forbid
+//! turns a deny that only such policies cause into a hold for a person. [`PolicyEngine`] holds
 //! the current bundle and replaces it on reload, keeping the old one when the
 //! new files are invalid. Reading the directory is the only I/O here; deciding
 //! touches no clock, network or store.

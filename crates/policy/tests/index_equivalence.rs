@@ -1,6 +1,7 @@
 //! The indexed, sliced decision must equal plain Cedar's answer over the whole
 //! policy set and entity store: same effect, same determining policies, same
-//! errors. Checked on randomized corpora and requests; a failure prints the seed.
+//! errors, same hold for approval and tags. Checked on randomized corpora and
+//! requests; a failure prints the seed.
 
 use mandate_policy::PolicyBundle;
 use mandate_testkit::{Corpus, CorpusShape, Rng};
@@ -10,6 +11,8 @@ fn indexed_decisions_equal_full_cedar_decisions_on_random_requests() {
     let mut checked = 0;
     let mut allows = 0;
     let mut with_errors = 0;
+    let mut holds = 0;
+    let mut tagged = 0;
     for seed in 0..12u64 {
         let corpus = Corpus::generate(
             seed,
@@ -33,6 +36,8 @@ fn indexed_decisions_equal_full_cedar_decisions_on_random_requests() {
             checked += 1;
             allows += usize::from(fast.is_allow());
             with_errors += usize::from(!fast.errors.is_empty());
+            holds += usize::from(fast.needs_approval());
+            tagged += usize::from(!fast.tags.is_empty());
         }
     }
     // The corpus must exercise both outcomes and erroring policies, or the
@@ -43,6 +48,8 @@ fn indexed_decisions_equal_full_cedar_decisions_on_random_requests() {
         with_errors > 100,
         "requests with policy errors: {with_errors}"
     );
+    assert!(holds > 200, "holds: {holds}");
+    assert!(tagged > 700, "tagged decisions: {tagged}");
 }
 
 #[test]

@@ -45,6 +45,17 @@ pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(),
     }
 }
 
+/// The name of the administrator whose credential the request carries
+/// (`Authorization: Bearer mandate_admin_...`).
+pub(crate) fn require_admin_name(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    authorization(headers, "Bearer")
+        .and_then(|c| state.admin_name(c))
+        .ok_or(ApiError::AdminRequired)
+}
+
 pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict { what } => ApiError::Conflict(what),

@@ -107,6 +107,16 @@ pub struct Config {
     /// A file holding the key-encryption key (same forms as `secrets_kek`),
     /// kept outside the data directory. Not together with `secrets_kek`.
     pub secrets_kek_file: Option<PathBuf>,
+    /// How long a call held for a person's approval waits for a decision, in
+    /// seconds; then it is denied.
+    pub approval_timeout_seconds: u64,
+    /// Where each new hold is announced: an `http(s)://` URL that gets a
+    /// signed `POST` (see the README). Unset: no webhook.
+    pub approval_webhook_url: Option<String>,
+    /// A file holding the key that signs webhook requests (at least 16
+    /// bytes). The key is never set in the config file itself:
+    /// `MANDATE_APPROVAL_WEBHOOK_SECRET` or this file.
+    pub approval_webhook_secret_file: Option<PathBuf>,
     /// MCP servers reachable through the gateway at `/mcp/<name>` (TOML only;
     /// see [`McpUpstream`]).
     pub mcp_upstreams: Vec<McpUpstream>,
@@ -117,6 +127,24 @@ pub struct Config {
     /// Legacy REST APIs reachable through the HTTP reverse proxy at
     /// `/proxy/<name>/...` (TOML only; see [`HttpUpstream`]).
     pub http_upstreams: Vec<HttpUpstream>,
+    /// Calls per second each agent may make through the MCP gateway and the
+    /// HTTP reverse proxy, on average, on this node (a token bucket). A call
+    /// over the limit is denied with reason `rate_limited`.
+    pub agent_rate_per_second: u32,
+    /// Calls an agent may make at once above its rate, after a quiet spell.
+    pub agent_rate_burst: u32,
+    /// Calls of one agent in flight at once on this node (waiting for an
+    /// approval or for the upstream included). One more is denied with reason
+    /// `concurrency_limit`.
+    pub agent_max_concurrent_calls: u32,
+    /// The window of `GET /admin/v1/posture`, in days (fractions allowed): an
+    /// agent with no token issued and no call in it is idle, a policy that
+    /// matched no audit record in it never matched, and the tasks issued in it
+    /// are the ones whose grants and endings are examined.
+    pub posture_idle_days: f64,
+    /// Age in days (fractions allowed) after which a secret not rotated since
+    /// is reported by `GET /admin/v1/posture`.
+    pub posture_secret_max_age_days: f64,
 }
 
 /// One MCP server behind the gateway.
@@ -266,6 +294,9 @@ pub struct McpToolEntry {
     /// it only reads.
     #[serde(default)]
     pub egress: bool,
+    /// Whether it destroys or overwrites something (delete, write, move).
+    #[serde(default)]
+    pub destructive: bool,
 }
 
 /// One REST API behind the HTTP reverse proxy.
@@ -319,6 +350,22 @@ pub struct HttpRule {
     /// Whether it can move data out (send, post, upload).
     #[serde(default)]
     pub egress: bool,
+    /// Whether it destroys or overwrites something (DELETE, PUT over data).
+    #[serde(default)]
+    pub destructive: bool,
+}
+
+/// `labels` normalized ([`mandate_core::normalize_label`]), each once; the
+/// first invalid one is the error.
+fn normalized_labels(labels: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(labels.len());
+    for label in labels {
+        let l = mandate_core::normalize_label(label).ok_or_else(|| label.clone())?;
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    Ok(out)
 }
 
 impl HttpUpstream {
@@ -344,8 +391,10 @@ impl HttpUpstream {
                 resource_type: rule.resource_type.clone(),
                 resource_id: rule.resource_id.clone(),
                 class,
-                labels: rule.labels.clone(),
+                labels: normalized_labels(&rule.labels)
+                    .map_err(|l| format!("{}: rule {index}: invalid label {l:?}", self.name))?,
                 egress: rule.egress,
+                destructive: rule.destructive,
             });
         }
         mandate_gateway::RestRoutes::new(rules).map_err(|e| format!("{}: {e}", self.name))
@@ -434,15 +483,23 @@ impl Default for Config {
             mcp_upstreams: Vec::new(),
             mcp_allowed_origins: Vec::new(),
             http_upstreams: Vec::new(),
+            agent_rate_per_second: 100,
+            agent_rate_burst: 200,
+            agent_max_concurrent_calls: 32,
+            posture_idle_days: 30.0,
+            posture_secret_max_age_days: 90.0,
             secrets_kek: None,
             secrets_kek_file: None,
+            approval_timeout_seconds: 300,
+            approval_webhook_url: None,
+            approval_webhook_secret_file: None,
         }
     }
 }
 
 /// The keys a `MANDATE_*` variable may set. Other `MANDATE_*` variables (used by
 /// tests or other tools) are left alone rather than rejected.
-pub const KEYS: [&str; 35] = [
+pub const KEYS: [&str; 43] = [
     "listen",
     "data_dir",
     "policy_dir",
@@ -475,9 +532,17 @@ pub const KEYS: [&str; 35] = [
     "sync_ms",
     "secrets_kek",
     "secrets_kek_file",
+    "approval_timeout_seconds",
+    "approval_webhook_url",
+    "approval_webhook_secret_file",
     "mcp_upstreams",
     "mcp_allowed_origins",
     "http_upstreams",
+    "agent_rate_per_second",
+    "agent_rate_burst",
+    "agent_max_concurrent_calls",
+    "posture_idle_days",
+    "posture_secret_max_age_days",
 ];
 
 /// A configuration that cannot be used. The message names the key.
@@ -542,11 +607,38 @@ impl Config {
         if self.max_batch_items == 0 {
             return invalid("max_batch_items", "must be at least 1");
         }
+        for (key, value) in [
+            ("agent_rate_per_second", self.agent_rate_per_second),
+            ("agent_rate_burst", self.agent_rate_burst),
+            (
+                "agent_max_concurrent_calls",
+                self.agent_max_concurrent_calls,
+            ),
+        ] {
+            if value == 0 {
+                return invalid(
+                    key,
+                    "must be at least 1 (`mandate agent kill` stops an agent)",
+                );
+            }
+        }
         if self.request_timeout_ms == 0 {
             return invalid("request_timeout_ms", "must be at least 1");
         }
         if self.policy_poll_ms < 100 {
             return invalid("policy_poll_ms", "must be at least 100");
+        }
+        for (key, days) in [
+            ("posture_idle_days", self.posture_idle_days),
+            (
+                "posture_secret_max_age_days",
+                self.posture_secret_max_age_days,
+            ),
+        ] {
+            // A day is 86,400,000,000 µs; ten years keeps every product in i64.
+            if !(days.is_finite() && days > 0.0 && days <= 3650.0) {
+                return invalid(key, "must be a number of days above 0 and at most 3650");
+            }
         }
         if self.audit_max_batch == 0 {
             return invalid("audit_max_batch", "must be at least 1");
@@ -623,6 +715,26 @@ impl Config {
             .is_some_and(|path| path.as_os_str().is_empty())
         {
             return invalid("secrets_kek_file", "must be a path");
+        }
+        if !(1..=86_400).contains(&self.approval_timeout_seconds) {
+            return invalid(
+                "approval_timeout_seconds",
+                "must be between 1 and 86400 (a day)",
+            );
+        }
+        if let Some(url) = &self.approval_webhook_url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && reqwest::Url::parse(url).is_ok();
+            if !ok {
+                return invalid("approval_webhook_url", "must be an http:// or https:// URL");
+            }
+        }
+        if self
+            .approval_webhook_secret_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return invalid("approval_webhook_secret_file", "must be a path");
         }
         let mut names = std::collections::HashSet::new();
         for upstream in &self.mcp_upstreams {
@@ -794,6 +906,82 @@ mod tests {
             Ok(())
         });
         out
+    }
+
+    #[test]
+    fn posture_windows_take_fractions_of_a_day_and_refuse_nonsense() {
+        let config = load_in_jail(|jail| {
+            jail.set_env("MANDATE_POSTURE_IDLE_DAYS", "0.5");
+            Config::load(None, Flags::default())
+        })
+        .unwrap();
+        assert_eq!(config.posture_idle_days, 0.5);
+        assert_eq!(config.posture_secret_max_age_days, 90.0);
+        for bad in ["0", "-1", "4000"] {
+            let err = load_in_jail(|jail| {
+                jail.set_env("MANDATE_POSTURE_SECRET_MAX_AGE_DAYS", bad);
+                Config::load(None, Flags::default())
+            })
+            .unwrap_err();
+            assert!(
+                err.starts_with("configuration: posture_secret_max_age_days"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn approvals_time_out_after_five_minutes_unless_told_and_webhooks_need_http() {
+        let config = load_in_jail(|_| Config::load(None, Flags::default())).unwrap();
+        assert_eq!(config.approval_timeout_seconds, 300);
+        assert_eq!(config.approval_webhook_url, None);
+        let config = load_in_jail(|jail| {
+            jail.set_env("MANDATE_APPROVAL_TIMEOUT_SECONDS", "30");
+            jail.set_env(
+                "MANDATE_APPROVAL_WEBHOOK_URL",
+                "https://hooks.example/mandate",
+            );
+            Config::load(None, Flags::default())
+        })
+        .unwrap();
+        assert_eq!(config.approval_timeout_seconds, 30);
+        assert_eq!(
+            config.approval_webhook_url.as_deref(),
+            Some("https://hooks.example/mandate")
+        );
+        for (key, bad, expected) in [
+            (
+                "MANDATE_APPROVAL_TIMEOUT_SECONDS",
+                "0",
+                "configuration: approval_timeout_seconds: must be between 1 and 86400 (a day)",
+            ),
+            (
+                "MANDATE_APPROVAL_WEBHOOK_URL",
+                "file:///etc/passwd",
+                "configuration: approval_webhook_url: must be an http:// or https:// URL",
+            ),
+        ] {
+            let err = load_in_jail(|jail| {
+                jail.set_env(key, bad);
+                Config::load(None, Flags::default())
+            })
+            .unwrap_err();
+            assert_eq!(err, expected);
+        }
+        // The key itself is no setting: not in the file, and its variable is
+        // read by the node, not the configuration.
+        let err = load_in_jail(|jail| {
+            jail.create_file("m.toml", "approval_webhook_secret = \"0123456789abcdef\"")
+                .unwrap();
+            Config::load(Some(Path::new("m.toml")), Flags::default())
+        })
+        .unwrap_err();
+        assert!(err.contains("approval_webhook_secret"), "{err}");
+        let c = load_in_jail(|jail| {
+            jail.set_env("MANDATE_APPROVAL_WEBHOOK_SECRET", "0123456789abcdef");
+            Config::load(None, Flags::default())
+        });
+        assert!(c.is_ok(), "{c:?}");
     }
 
     #[test]

@@ -34,12 +34,25 @@ pub enum ApiError {
     /// The admin API needs the admin credential.
     #[error("the admin API needs the admin credential: Authorization: Bearer mandate_admin_...")]
     AdminRequired,
+    /// Authenticated, or not, but never allowed to do this (an agent
+    /// trying to approve).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such thing.
     #[error("{0}")]
     NotFound(String),
     /// The change conflicts with what exists.
     #[error("{0}")]
     Conflict(String),
+    /// The thing is no longer in a state that allows this change; the answer
+    /// carries the state it is in.
+    #[error("{message}")]
+    StateConflict {
+        /// What could not be done, and why.
+        message: String,
+        /// The state it is in (`approved`, `expired`, ...).
+        state: &'static str,
+    },
     /// A dependency (store, audit log) cannot be used right now.
     #[error("{0}")]
     Unavailable(String),
@@ -57,8 +70,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized | ApiError::AdminRequired => StatusCode::UNAUTHORIZED,
             ApiError::TokenRefused(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::StateConflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -72,8 +86,9 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized | ApiError::AdminRequired => "unauthorized",
             ApiError::TokenRefused(_) => "invalid_token",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict(_) => "conflict",
+            ApiError::Conflict(_) | ApiError::StateConflict { .. } => "conflict",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
@@ -95,7 +110,11 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(error = %self, "request refused");
         }
-        let body = Json(json!({"error": self.code(), "message": self.to_string()}));
+        let mut body = json!({"error": self.code(), "message": self.to_string()});
+        if let ApiError::StateConflict { state, .. } = &self {
+            body["state"] = json!(state);
+        }
+        let body = Json(body);
         let mut response = (status, body).into_response();
         match self {
             ApiError::Unauthorized | ApiError::AdminRequired => {

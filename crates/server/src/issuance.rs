@@ -79,15 +79,9 @@ fn string_set<'a>(items: impl Iterator<Item = &'a str>) -> RestrictedExpression 
     RestrictedExpression::new_set(items.map(|s| RestrictedExpression::new_string(s.to_owned())))
 }
 
-/// Asks policy about each item of `requested` for `agent` at delegation
-/// `depth`, and grants what is allowed.
-pub(crate) fn admit(
-    bundle: &PolicyBundle,
-    agent: &AgentRecord,
-    requested: &TaskGrant,
-    depth: usize,
-) -> Result<Admission, Refusal> {
-    let context = Context::from_pairs([
+/// The context of every `hold_*` question about `requested` at `depth`.
+fn request_context(requested: &TaskGrant, depth: usize) -> Context {
+    Context::from_pairs([
         (
             "purpose".to_owned(),
             RestrictedExpression::new_string(requested.purpose.clone()),
@@ -109,7 +103,55 @@ pub(crate) fn admit(
             string_set(requested.capabilities.iter().map(Capability::as_str)),
         ),
     ])
-    .expect("distinct keys");
+    .expect("distinct keys")
+}
+
+/// Which of `tools` policy would let `agent` hold in a root task that asks
+/// for all of them with every capability: its standing tool rights, as
+/// `mandate posture` compares them with what its tasks were granted.
+pub(crate) fn holdable_tools(
+    bundle: &PolicyBundle,
+    agent: &AgentRecord,
+    tools: &[String],
+) -> Vec<String> {
+    let requested = TaskGrant {
+        purpose: "standing rights review".to_owned(),
+        tools: tools.to_vec(),
+        data_domains: Vec::new(),
+        ttl_seconds: 1,
+        max_calls: None,
+        capabilities: Capability::ALL.into_iter().collect(),
+    };
+    let context = request_context(&requested, 0);
+    let principal = agent_uid(&agent.spiffe_id);
+    let attrs = agent_attrs(agent);
+    tools
+        .iter()
+        .filter(|tool| {
+            bundle
+                .decide(DecisionRequest {
+                    principal: principal.clone(),
+                    action: uid("Action", "hold_tool"),
+                    resource: uid("Tool", tool),
+                    context: context.clone(),
+                    principal_attrs: attrs.clone(),
+                    resource_attrs: Vec::new(),
+                })
+                .is_allow()
+        })
+        .cloned()
+        .collect()
+}
+
+/// Asks policy about each item of `requested` for `agent` at delegation
+/// `depth`, and grants what is allowed.
+pub(crate) fn admit(
+    bundle: &PolicyBundle,
+    agent: &AgentRecord,
+    requested: &TaskGrant,
+    depth: usize,
+) -> Result<Admission, Refusal> {
+    let context = request_context(requested, depth);
     let principal = agent_uid(&agent.spiffe_id);
     let attrs = agent_attrs(agent);
     let mut policies = Vec::new();
@@ -201,11 +243,11 @@ mod tests {
     use mandate_policy::PolicySources;
     use mandate_store::AgentStatus;
 
-    const SCHEMA: &str = include_str!("../../../examples/agents/agents.cedarschema");
+    const SCHEMA: &str = include_str!("../../../policies/baseline/mandate.cedarschema");
 
     fn bundle(policies: &str) -> PolicyBundle {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("agents.cedarschema"), SCHEMA).unwrap();
+        std::fs::write(dir.path().join("mandate.cedarschema"), SCHEMA).unwrap();
         std::fs::write(dir.path().join("p.cedar"), policies).unwrap();
         PolicyBundle::from_sources(&PolicySources::read_dir(dir.path()).unwrap()).unwrap()
     }
@@ -280,6 +322,18 @@ mod tests {
         let b = bundle(POLICIES);
         let err = admit(&b, &agent("dev"), &asked(&["files.read"], &["act"]), 0).unwrap_err();
         assert!(err.reason.contains("capabilities"), "{err}");
+    }
+
+    #[test]
+    fn standing_rights_are_the_tools_policy_lets_the_agent_hold() {
+        let b = bundle(POLICIES);
+        let tools = vec!["files.read".to_owned(), "mail.send".to_owned()];
+        assert_eq!(
+            holdable_tools(&b, &agent("dev"), &tools),
+            vec!["files.read"]
+        );
+        assert!(holdable_tools(&b, &agent("prod"), &tools).is_empty());
+        assert!(holdable_tools(&bundle(""), &agent("dev"), &tools).is_empty());
     }
 
     #[test]

@@ -8,17 +8,25 @@
 //! `mandate-store`; this crate only connects them to HTTP.
 
 mod admin;
+mod admin_approvals;
+mod admin_kill;
+mod admin_posture;
 mod admin_secrets;
+mod approval_webhook;
+mod approvals;
 mod authority;
 mod caller;
 mod config;
 mod error;
+mod govern;
 mod issuance;
 mod mcp;
 mod metrics;
 mod node;
 mod oauth;
+mod posture;
 mod proxy;
+mod request_ids;
 mod routes;
 mod run;
 mod state;

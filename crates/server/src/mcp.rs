@@ -18,13 +18,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use mandate_core::{AuditEvent, AuditKind, Decision};
-use mandate_gateway::{Catalog, CatalogEntry, Gate, PolicySchema, RequestId, ToolClass};
+use mandate_gateway::{Catalog, CatalogEntry, Gate, PolicySchema, RequestId, TaskScope, ToolClass};
 use mandate_store::AgentRecord;
 use mandate_tokens::TaskClaims;
 use serde_json::{Value, json};
 
+use crate::approvals::{HoldOutcome, HoldRequest};
 use crate::caller::{Listener, PeerCertificates};
 use crate::config::McpUpstream;
+use crate::govern::{CallRefusal, Limited, StateFailure, root_task, still_authorized};
 use crate::oauth::check_resource_token;
 use crate::routes::{now_us, read_limited, request_id};
 use crate::state::AppState;
@@ -68,6 +70,7 @@ impl Upstream {
                     },
                     labels: t.labels.clone(),
                     egress: t.egress,
+                    destructive: t.destructive,
                 },
             )
         }))
@@ -224,6 +227,21 @@ fn rpc_error_status(
         .into_response()
 }
 
+/// The answer when a call's security state fails (`-31006`).
+fn state_unavailable(
+    id: Option<&RequestId>,
+    failure: StateFailure,
+    error: &dyn std::fmt::Display,
+) -> Response {
+    failure.log(error);
+    rpc_error(
+        id,
+        mandate_gateway::STATE_UNAVAILABLE,
+        failure.message(),
+        None,
+    )
+}
+
 /// What was decided, for the audit record.
 struct Verdict {
     action: String,
@@ -318,6 +336,29 @@ async fn post_message(
     } else {
         PolicySchema::Absent
     };
+    let tool_entry = match &gate {
+        Gate::ToolCall { name: tool, .. } => Some(upstream.catalog.lookup(tool)),
+        _ => None,
+    };
+    if matches!(gate, Gate::ListTools | Gate::Passthrough) {
+        return plumbing(&state, &upstream, &message, &headers, bytes, &gate, &claims).await;
+    }
+    // What the task's delegation tree has touched so far. An egress-capable
+    // call reads it from the store, so that labels added through another
+    // node count too.
+    let egress = tool_entry.as_ref().is_some_and(|(entry, _)| entry.egress);
+    let labels = match state
+        .governor
+        .session_labels(&*state.store, root_task(&claims), egress)
+        .await
+    {
+        Ok(labels) => labels,
+        Err(e) => return state_unavailable(id, StateFailure::Session, &e),
+    };
+    let scope = TaskScope {
+        task: &task,
+        session_labels: &labels,
+    };
     let decide = |request: Result<
         mandate_policy::DecisionRequest,
         mandate_gateway::RequestError,
@@ -331,125 +372,178 @@ async fn post_message(
             name: tool,
             arguments,
         } => {
-            let (entry, known) = upstream.catalog.lookup(tool);
+            let (entry, known) = tool_entry.as_ref().expect("a tool call has its entry");
             argument_digest = state.digester.digest_json_hex(arguments);
-            Some(Verdict {
+            Verdict {
                 action: "Action::\"call\"".into(),
                 resource: format!("Tool::\"{name}.{tool}\""),
                 decision: decide(mandate_gateway::tool_call_request(
                     &name,
                     tool,
-                    &entry,
-                    known,
+                    entry,
+                    *known,
                     arguments,
-                    &task,
+                    scope,
                     &agent.spiffe_id,
                     &attrs,
                     schema,
                 )),
-            })
+            }
         }
-        Gate::ReadResource { uri } => Some(Verdict {
+        Gate::ReadResource { uri } => Verdict {
             action: "Action::\"read_resource\"".into(),
             resource: format!("Resource::\"{name}:{uri}\""),
             decision: decide(mandate_gateway::resource_read_request(
                 &name,
                 uri,
-                &task,
+                scope,
                 &agent.spiffe_id,
                 &attrs,
             )),
-        }),
+        },
         Gate::GetPrompt {
             name: prompt,
             arguments,
-        } => Some(Verdict {
-            action: "Action::\"get_prompt\"".into(),
-            resource: format!("Prompt::\"{name}.{prompt}\""),
-            decision: decide(mandate_gateway::prompt_get_request(
-                &name,
-                prompt,
-                arguments,
-                &task,
-                &agent.spiffe_id,
-                &attrs,
-                schema,
-            )),
-        }),
-        Gate::Unknown(method) => Some(Verdict {
+        } => {
+            argument_digest = state.digester.digest_json_hex(arguments);
+            Verdict {
+                action: "Action::\"get_prompt\"".into(),
+                resource: format!("Prompt::\"{name}.{prompt}\""),
+                decision: decide(mandate_gateway::prompt_get_request(
+                    &name,
+                    prompt,
+                    arguments,
+                    scope,
+                    &agent.spiffe_id,
+                    &attrs,
+                    schema,
+                )),
+            }
+        }
+        Gate::Unknown(method) => Verdict {
             action: "Action::\"mcp_method\"".into(),
             resource: format!("McpMethod::\"{name}:{method}\""),
             decision: decide(mandate_gateway::method_request(
                 &name,
                 method,
-                &task,
+                scope,
                 &agent.spiffe_id,
                 &attrs,
             )),
-        }),
-        Gate::ListTools | Gate::Passthrough => None,
+        },
+        Gate::ListTools | Gate::Passthrough => unreachable!("plumbing returned above"),
+    };
+    let call = GovernedCall {
+        state: &state,
+        id,
+        headers: &headers,
+        claims: &claims,
+        agent: &agent,
+        verdict: &verdict,
+        argument_digest: &argument_digest,
+        upstream: &name,
+        started,
     };
 
-    if let Some(v) = &verdict
-        && !v.decision.is_allow()
-    {
-        let event = call_event(
-            &headers,
-            &claims,
-            &agent,
-            v,
-            &argument_digest,
-            &name,
-            None,
-            started,
-        );
-        if let Err(e) = state.audit.append(vec![event]).await {
-            tracing::error!(error = %e, "audit log unavailable");
-            return rpc_error(
-                id,
-                mandate_gateway::AUDIT_UNAVAILABLE,
-                "the audit log cannot be written, so nothing is decided",
-                None,
-            );
-        }
-        return rpc_error(
-            id,
-            mandate_gateway::DENIED_BY_POLICY,
-            &format!("denied by policy: {}", v.decision.explain()),
-            Some(json!({"reason": v.decision.explain(), "policies": v.decision.policies})),
-        );
+    if !verdict.decision.is_allow() && !verdict.decision.needs_approval() {
+        return call
+            .refuse(CallRefusal::of_decision(&verdict.decision))
+            .await;
     }
-
-    if let Some(stdio) = &upstream.stdio {
-        let answer = stdio.call(&state, &message, &bytes).await;
-        if let Some(v) = &verdict {
-            let event = call_event(
-                &headers,
-                &claims,
-                &agent,
-                v,
-                &argument_digest,
-                &name,
-                Some(answer.audit_status()),
-                started,
-            );
-            let written = state.audit.append(vec![event]).await;
-            if let Err(e) = written
-                && !matches!(answer, StdioAnswer::Failed { .. })
-            {
-                tracing::error!(error = %e, "audit log unavailable");
-                return rpc_error(
-                    id,
-                    mandate_gateway::AUDIT_UNAVAILABLE,
-                    "the call was made but its audit record cannot be written; its result is withheld",
-                    None,
-                );
+    let mut slot = match state.governor.enter(&agent.spiffe_id) {
+        Ok(slot) => slot,
+        Err(limit) => return call.refuse(CallRefusal::of_limit(&limit)).await,
+    };
+    let mut approval = None;
+    if verdict.decision.needs_approval() {
+        let hold = hold_request(&call, "mcp", &task);
+        let outcome = tokio::select! {
+            outcome = state.approvals.hold(hold) => outcome,
+            () = slot.until_killed() => {
+                return call.refuse(CallRefusal::of_limit(&Limited::Killed)).await;
+            }
+        };
+        match approval_outcome(outcome, &verdict.decision.policies) {
+            Ok(approved) => approval = Some(approved),
+            Err(HeldEnd::Refused(refusal)) => return call.refuse(refusal).await,
+            Err(HeldEnd::Unavailable(why)) => {
+                return state_unavailable(id, StateFailure::Approvals, &why);
             }
         }
-        return match answer {
+    }
+    match state.governor.count_call(&*state.store, &claims).await {
+        Ok(Ok(())) => {}
+        Ok(Err(limit)) => return call.refuse(CallRefusal::of_limit(&limit)).await,
+        Err(e) => return state_unavailable(id, StateFailure::Budget, &e),
+    }
+
+    let answer = tokio::select! {
+        answer = call_upstream(&state, &upstream, &message, &headers, bytes, tool_entry.is_some()) => answer,
+        () = slot.until_killed() => {
+            return call.refuse(CallRefusal::of_limit(&Limited::Killed)).await;
+        }
+    };
+    // Labels are recorded before the data they describe reaches the agent.
+    let mut touched: Vec<String> = Vec::new();
+    if let (Some((entry, _)), UpstreamAnswer::Complete { body, is_sse, .. }) =
+        (&tool_entry, &answer)
+    {
+        touched.extend(entry.labels.iter().cloned());
+        touched.extend(mandate_gateway::result_labels(body, *is_sse));
+        touched.sort();
+        touched.dedup();
+    }
+    let labels_added = match state
+        .governor
+        .add_labels(&*state.store, root_task(&claims), &touched, now_us())
+        .await
+    {
+        Ok(added) => added,
+        Err(e) => {
+            call.record(Some(answer.audit_status()), &approval, &[])
+                .await
+                .ok();
+            return state_unavailable(id, StateFailure::Labels, &e);
+        }
+    };
+    if slot.killed() || !still_authorized(&state.authority, &claims) {
+        return call.refuse(CallRefusal::of_limit(&Limited::Killed)).await;
+    }
+    if call
+        .record(Some(answer.audit_status()), &approval, &labels_added)
+        .await
+        .is_err()
+        && !matches!(answer, UpstreamAnswer::Failed { .. })
+    {
+        return rpc_error(
+            id,
+            mandate_gateway::AUDIT_UNAVAILABLE,
+            "the call was made but its audit record cannot be written; its result is withheld",
+            None,
+        );
+    }
+    drop(slot);
+    answer.into_response(id)
+}
+
+/// Plumbing and `tools/list`: forwarded without a decision (the list is cut
+/// down to the task's tools on the way back).
+async fn plumbing(
+    state: &AppState,
+    upstream: &Upstream,
+    message: &mandate_gateway::Message,
+    headers: &HeaderMap,
+    bytes: Bytes,
+    gate: &Gate,
+    claims: &TaskClaims,
+) -> Response {
+    let id = message.id();
+    let name = &upstream.config.name;
+    if let Some(stdio) = &upstream.stdio {
+        return match stdio.call(state, message, &bytes).await {
             StdioAnswer::Response(body) => {
                 let body = if matches!(gate, Gate::ListTools) {
-                    match narrow_tools_list(&body, false, &claims, &name) {
+                    match narrow_tools_list(&body, false, claims, name) {
                         Ok(b) => b,
                         Err(message) => return unreadable_tools_list(&message),
                     }
@@ -467,52 +561,332 @@ async fn post_message(
             StdioAnswer::Failed { code, message, .. } => rpc_error(id, code, &message, None),
         };
     }
-
-    let forwarded = match forward(&state, &upstream, Method::POST, &headers, Some(bytes)).await {
+    let forwarded = match forward(state, upstream, Method::POST, headers, Some(bytes)).await {
         Ok(r) => r,
-        Err(why) => {
-            if let Some(v) = &verdict {
-                let event = call_event(
-                    &headers,
-                    &claims,
-                    &agent,
-                    v,
-                    &argument_digest,
-                    &name,
-                    Some(502),
-                    started,
-                );
-                let _ = state.audit.append(vec![event]).await;
-            }
-            return rpc_error(id, mandate_gateway::UPSTREAM_UNAVAILABLE, &why, None);
-        }
+        Err(why) => return rpc_error(id, mandate_gateway::UPSTREAM_UNAVAILABLE, &why, None),
     };
-    if let Some(v) = &verdict {
-        let status = forwarded.status().as_u16();
-        let event = call_event(
-            &headers,
-            &claims,
-            &agent,
-            v,
-            &argument_digest,
-            &name,
-            Some(status),
-            started,
+    if matches!(gate, Gate::ListTools) {
+        return filtered_tools_list(forwarded, claims, name).await;
+    }
+    relay(forwarded)
+}
+
+/// A decided call, for its audit record and its refusal.
+struct GovernedCall<'a> {
+    state: &'a AppState,
+    id: Option<&'a RequestId>,
+    headers: &'a HeaderMap,
+    claims: &'a TaskClaims,
+    agent: &'a AgentRecord,
+    verdict: &'a Verdict,
+    argument_digest: &'a str,
+    upstream: &'a str,
+    started: Instant,
+}
+
+impl GovernedCall<'_> {
+    /// Writes the call's audit record: what policy decided, and how the call
+    /// went (upstream status, approval, labels it added).
+    async fn record(
+        &self,
+        upstream_status: Option<u16>,
+        approval: &Option<Approved>,
+        labels_added: &[String],
+    ) -> Result<(), ()> {
+        let mut event = call_event(
+            self.headers,
+            self.claims,
+            self.agent,
+            self.verdict,
+            self.argument_digest,
+            self.upstream,
+            upstream_status,
+            self.started,
         );
-        if let Err(e) = state.audit.append(vec![event]).await {
+        if let Some(approved) = approval {
+            // Held, then approved: the call went ahead on a person's word.
+            event.outcome = "allow".to_owned();
+            event.detail["approval_id"] = json!(approved.id);
+            event.detail["approver"] = json!(approved.approver);
+        }
+        if !labels_added.is_empty() {
+            event.detail["labels_added"] = json!(labels_added);
+        }
+        self.state.audit.append(vec![event]).await.map_err(|e| {
+            tracing::error!(error = %e, "audit log unavailable");
+        })
+    }
+
+    /// Audits and answers a call that does not go ahead.
+    async fn refuse(&self, refusal: CallRefusal) -> Response {
+        refusal.count(&self.agent.spiffe_id, "mcp");
+        let mut event = call_event(
+            self.headers,
+            self.claims,
+            self.agent,
+            self.verdict,
+            self.argument_digest,
+            self.upstream,
+            None,
+            self.started,
+        );
+        event.kind = refusal.audit_kind();
+        event.outcome = "deny".to_owned();
+        event.detail["reason"] = json!(refusal.reason);
+        event.detail["explanation"] = json!(refusal.message);
+        if let Err(e) = self.state.audit.append(vec![event]).await {
             tracing::error!(error = %e, "audit log unavailable");
             return rpc_error(
-                id,
+                self.id,
                 mandate_gateway::AUDIT_UNAVAILABLE,
-                "the call was made but its audit record cannot be written; its result is withheld",
+                "the audit log cannot be written, so nothing is decided",
                 None,
             );
         }
+        rpc_error(
+            self.id,
+            mandate_gateway::DENIED_BY_POLICY,
+            &refusal.message,
+            Some(refusal.data()),
+        )
     }
-    if matches!(gate, Gate::ListTools) {
-        return filtered_tools_list(forwarded, &claims, &name).await;
+}
+
+/// An approval a held call went ahead on.
+pub(crate) struct Approved {
+    pub(crate) id: String,
+    pub(crate) approver: String,
+}
+
+/// How a hold ended when it did not end in an approval.
+pub(crate) enum HeldEnd {
+    Refused(CallRefusal),
+    Unavailable(String),
+}
+
+/// The approval request for a held call.
+fn hold_request(call: &GovernedCall<'_>, endpoint: &'static str, task: &Value) -> HoldRequest {
+    hold_request_for(
+        call.claims,
+        call.agent,
+        endpoint,
+        call.upstream,
+        &call.verdict.action,
+        &call.verdict.resource,
+        call.argument_digest,
+        &call.verdict.decision,
+        request_id(call.headers),
+        task,
+    )
+}
+
+/// The approval request for a held call of `claims`' task (MCP and proxy).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn hold_request_for(
+    claims: &TaskClaims,
+    agent: &AgentRecord,
+    endpoint: &'static str,
+    upstream: &str,
+    action: &str,
+    resource: &str,
+    argument_digest: &str,
+    decision: &Decision,
+    request_id: String,
+    task: &Value,
+) -> HoldRequest {
+    let reasons = match &decision.reason {
+        mandate_core::DecisionReason::ApprovalRequired(texts) => texts.clone(),
+        _ => Vec::new(),
+    };
+    HoldRequest {
+        agent: agent.spiffe_id.clone(),
+        agent_name: agent.name.clone(),
+        task_id: claims.task_id.clone(),
+        task_chain: claims.task_chain.clone(),
+        endpoint,
+        upstream: upstream.to_owned(),
+        action: action.to_owned(),
+        resource: resource.to_owned(),
+        argument_digest: argument_digest.to_owned(),
+        purpose: task["purpose"].as_str().unwrap_or_default().to_owned(),
+        reasons,
+        policies: decision.policies.clone(),
+        request_id,
     }
-    relay(forwarded)
+}
+
+/// What a hold's outcome means for the call.
+pub(crate) fn approval_outcome(
+    outcome: Result<HoldOutcome, crate::approvals::ApprovalError>,
+    policies: &[String],
+) -> Result<Approved, HeldEnd> {
+    match outcome {
+        Ok(HoldOutcome::Approved { id, approver }) => Ok(Approved { id, approver }),
+        Ok(HoldOutcome::Denied { id, approver, note }) => {
+            Err(HeldEnd::Refused(CallRefusal::of_hold(
+                "approval_denied",
+                match note {
+                    Some(note) => format!("{approver} denied this call (approval {id}): {note}"),
+                    None => format!("{approver} denied this call (approval {id})"),
+                },
+                policies,
+            )))
+        }
+        Ok(HoldOutcome::Expired { id }) => Err(HeldEnd::Refused(CallRefusal::of_hold(
+            "approval_expired",
+            format!("nobody approved this call in time (approval {id}); it is denied"),
+            policies,
+        ))),
+        Ok(HoldOutcome::Cancelled { id, why }) => Err(HeldEnd::Refused(CallRefusal::of_hold(
+            "approval_cancelled",
+            format!("the approval {id} was cancelled: {why}"),
+            policies,
+        ))),
+        Err(e) => Err(HeldEnd::Unavailable(e.to_string())),
+    }
+}
+
+/// What the upstream answered to a decided call.
+enum UpstreamAnswer {
+    /// The whole answer, read before relaying (tool calls: their result's
+    /// labels are recorded before the agent sees it).
+    Complete {
+        status: u16,
+        headers: Option<reqwest::header::HeaderMap>,
+        body: Bytes,
+        is_sse: bool,
+    },
+    /// An answer that streams through as it comes.
+    Streaming(reqwest::Response),
+    /// A notification or response was accepted.
+    Accepted,
+    /// No answer: a JSON-RPC error with the status the audit record keeps.
+    Failed {
+        code: i64,
+        status: u16,
+        message: String,
+    },
+}
+
+impl UpstreamAnswer {
+    fn audit_status(&self) -> u16 {
+        match self {
+            UpstreamAnswer::Complete { status, .. } => *status,
+            UpstreamAnswer::Streaming(r) => r.status().as_u16(),
+            UpstreamAnswer::Accepted => 202,
+            UpstreamAnswer::Failed { status, .. } => *status,
+        }
+    }
+
+    fn into_response(self, id: Option<&RequestId>) -> Response {
+        match self {
+            UpstreamAnswer::Complete {
+                status,
+                headers: Some(headers),
+                body,
+                ..
+            } => answer(
+                reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY),
+                &headers,
+                Body::from(body),
+            ),
+            UpstreamAnswer::Complete { body, .. } => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+            UpstreamAnswer::Streaming(r) => relay(r),
+            UpstreamAnswer::Accepted => StatusCode::ACCEPTED.into_response(),
+            UpstreamAnswer::Failed { code, message, .. } => rpc_error(id, code, &message, None),
+        }
+    }
+}
+
+/// Sends a decided message upstream. A tool call's answer is read whole
+/// (bounded), other answers stream.
+async fn call_upstream(
+    state: &AppState,
+    upstream: &Upstream,
+    message: &mandate_gateway::Message,
+    headers: &HeaderMap,
+    bytes: Bytes,
+    read_whole: bool,
+) -> UpstreamAnswer {
+    if let Some(stdio) = &upstream.stdio {
+        return match stdio.call(state, message, &bytes).await {
+            StdioAnswer::Response(body) => UpstreamAnswer::Complete {
+                status: 200,
+                headers: None,
+                body: Bytes::from(body),
+                is_sse: false,
+            },
+            StdioAnswer::Accepted => UpstreamAnswer::Accepted,
+            StdioAnswer::Failed {
+                code,
+                status,
+                message,
+            } => UpstreamAnswer::Failed {
+                code,
+                status,
+                message,
+            },
+        };
+    }
+    let name = &upstream.config.name;
+    let forwarded = match forward(state, upstream, Method::POST, headers, Some(bytes)).await {
+        Ok(r) => r,
+        Err(why) => {
+            return UpstreamAnswer::Failed {
+                code: mandate_gateway::UPSTREAM_UNAVAILABLE,
+                status: 502,
+                message: why,
+            };
+        }
+    };
+    if !read_whole {
+        return UpstreamAnswer::Streaming(forwarded);
+    }
+    let status = forwarded.status().as_u16();
+    let headers = forwarded.headers().clone();
+    let is_sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let limit = state.max_body_bytes.saturating_mul(RESULT_SIZE_FACTOR);
+    match read_answer(forwarded, limit).await {
+        Ok(body) => UpstreamAnswer::Complete {
+            status,
+            headers: Some(headers),
+            body,
+            is_sse,
+        },
+        Err(why) => UpstreamAnswer::Failed {
+            code: mandate_gateway::UPSTREAM_UNAVAILABLE,
+            status: 502,
+            message: format!("upstream {name} {why}"),
+        },
+    }
+}
+
+/// A tool call's answer may be this many times `max_body_bytes`.
+const RESULT_SIZE_FACTOR: usize = 16;
+
+/// Reads an answer whole, up to `limit` bytes.
+async fn read_answer(mut response: reqwest::Response, limit: usize) -> Result<Bytes, String> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(format!("answered with more than {limit} bytes"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Bytes::from(body)),
+            Err(e) => return Err(format!("broke off its answer: {e}")),
+        }
+    }
 }
 
 /// The agent's registry attributes, as the principal's in Cedar requests.

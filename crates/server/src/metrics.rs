@@ -18,6 +18,12 @@ pub(crate) const POLICY_HEALTHY: &str = "mandate_policy_reload_healthy";
 pub(crate) const TOKENS_ISSUED: &str = "mandate_tokens_issued_total";
 /// Policies in service.
 pub(crate) const POLICIES: &str = "mandate_policies";
+/// Calls denied for leaving their task's declared scope, by `agent` (SPIFFE ID).
+pub(crate) const DRIFT: &str = "mandate_drift_total";
+/// Gateway and proxy calls refused, by `reason` (a policy's `@reason` word,
+/// `no_permit`, `rate_limited`, `budget_exhausted`, `approval_denied`, ...)
+/// and `endpoint` (`mcp`, `proxy`).
+pub(crate) const CALLS_REFUSED: &str = "mandate_calls_refused_total";
 
 /// The process-wide recorder, installed on first use.
 pub(crate) fn handle() -> PrometheusHandle {

@@ -281,16 +281,37 @@ async fn token(
         Err(e) => return e.into_response(),
     };
     let mut subject = String::new();
-    match exchange(&state, &listener, &peer, &headers, &form, &mut subject).await {
+    let mut verified_parent = None;
+    match exchange(
+        &state,
+        &listener,
+        &peer,
+        &headers,
+        &form,
+        &mut subject,
+        &mut verified_parent,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(error) => {
+            let mut detail = json!({"error": error.error, "reason": error.description});
+            // A refused delegation belongs to its parent task's trace: the
+            // verified parent, else what the parent token claims.
+            if let Some(parent) = verified_parent {
+                detail["parent_task_id"] = Value::from(parent);
+            } else if form.get("subject_token_type") == Some(TYPE_ACCESS_TOKEN)
+                && let Some(token) = form.get("subject_token")
+            {
+                detail["claimed"] = claimed(token);
+            }
             let event = token_event(
                 AuditKind::TokenRefused,
                 &headers,
                 &subject,
                 "",
                 "refused",
-                json!({"error": error.error, "reason": error.description}),
+                detail,
             );
             if let Err(audit_error) = audit(&state, event).await {
                 return audit_error.into_response();
@@ -307,6 +328,7 @@ async fn exchange(
     headers: &HeaderMap,
     form: &Form,
     subject: &mut String,
+    verified_parent: &mut Option<String>,
 ) -> Result<Response, OAuthError> {
     let authority = &state.authority;
     match form.get("grant_type") {
@@ -346,6 +368,7 @@ async fn exchange(
         .map_err(|e| OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", e))?;
 
     let ask = identify(state, form, client.as_ref(), now, subject)?;
+    *verified_parent = ask.parent.as_ref().map(|p| p.task_id.clone());
 
     // Bind the token to the key the request proves: a DPoP proof, else the
     // client certificate.
@@ -498,6 +521,7 @@ async fn exchange(
         json!({
             "task_id": task_id,
             "parent_task_id": parent_task_id,
+            "root_task_id": record.root_task_id,
             "depth": depth,
             "jti": claims.jti,
             "exp": claims.exp,

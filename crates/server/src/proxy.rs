@@ -21,7 +21,7 @@ use axum::routing::any;
 use axum::{Extension, Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use mandate_core::{AuditEvent, AuditKind, Decision};
-use mandate_gateway::{MatchError, RestRoutes};
+use mandate_gateway::{MatchError, RestRoutes, TaskScope};
 use mandate_store::AgentRecord;
 use mandate_tokens::TaskClaims;
 use serde_json::json;
@@ -29,6 +29,8 @@ use serde_json::json;
 use crate::caller::{Listener, PeerCertificates};
 use crate::config::HttpUpstream;
 use crate::error::ApiError;
+use crate::govern::{CallRefusal, Limited::Killed, StateFailure, root_task, still_authorized};
+use crate::mcp::HeldEnd;
 use crate::oauth::check_resource_token;
 use crate::routes::{now_us, request_id};
 use crate::state::AppState;
@@ -129,6 +131,16 @@ fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
     (status, Json(json!({"error": error, "message": message}))).into_response()
 }
 
+/// The answer when a call's security state fails (503).
+fn state_unavailable(failure: StateFailure, error: &dyn std::fmt::Display) -> Response {
+    failure.log(error);
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "state_unavailable",
+        failure.message(),
+    )
+}
+
 /// The longest path kept in an audit record, in bytes.
 const MAX_AUDITED_PATH: usize = 1024;
 
@@ -173,9 +185,7 @@ impl Call<'_> {
             resource: resource.to_owned(),
             outcome: decision.effect.as_str().to_owned(),
             policies: decision.policies.clone(),
-            request_digest: state.digester.digest_json_hex(&json!({
-                "method": self.method, "path": self.path, "query": self.query,
-            })),
+            request_digest: self.digest(state),
             detail: json!({
                 "endpoint": "proxy",
                 "upstream": self.upstream,
@@ -187,6 +197,44 @@ impl Call<'_> {
                 "latency_us": u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             }),
         }
+    }
+}
+
+impl Call<'_> {
+    /// The keyed digest of the request line, the call's argument digest.
+    fn digest(&self, state: &AppState) -> String {
+        state.digester.digest_json_hex(&json!({
+            "method": self.method, "path": self.path, "query": self.query,
+        }))
+    }
+
+    /// Audits and answers a call that does not go ahead: 403, or 429 for
+    /// rate and concurrency limits.
+    async fn refuse(
+        &self,
+        state: &AppState,
+        action: &str,
+        resource: &str,
+        decision: &Decision,
+        refusal: CallRefusal,
+    ) -> Response {
+        refusal.count(&self.agent.spiffe_id, "proxy");
+        let mut event = self.event(state, action, resource, decision, None);
+        event.kind = refusal.audit_kind();
+        event.outcome = "deny".to_owned();
+        event.detail["reason"] = json!(refusal.reason);
+        event.detail["explanation"] = json!(refusal.message);
+        if let Err(r) = record(state, event).await {
+            return r;
+        }
+        let status = match refusal.reason.as_str() {
+            "rate_limited" | "concurrency_limit" => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::FORBIDDEN,
+        };
+        let mut body = refusal.data();
+        body["error"] = json!("denied_by_policy");
+        body["message"] = json!(refusal.message);
+        (status, Json(body)).into_response()
     }
 }
 
@@ -272,12 +320,26 @@ async fn proxy(
             return refuse(status, error, &refusal.to_string());
         }
     };
+    // What the task's delegation tree has touched so far; fresh from the
+    // store for an endpoint that can send data out.
+    let labels = match state
+        .governor
+        .session_labels(&*state.store, root_task(&claims), matched.egress)
+        .await
+    {
+        Ok(labels) => labels,
+        Err(e) => return state_unavailable(StateFailure::Session, &e),
+    };
+    let task = task_context(&claims);
     let request = mandate_gateway::rest_request(
         name,
         &matched,
         method.as_str(),
         uri.query(),
-        &task_context(&claims),
+        TaskScope {
+            task: &task,
+            session_labels: &labels,
+        },
         &agent.spiffe_id,
         &crate::mcp::agent_attrs(&agent),
     );
@@ -293,37 +355,109 @@ async fn proxy(
             Decision::invalid(why.to_string()),
         ),
     };
-    if !decision.is_allow() {
-        let event = call.event(&state, &action, &resource, &decision, None);
-        if let Err(r) = record(&state, event).await {
-            return r;
-        }
-        let reason = decision.explain();
-        return (
-            StatusCode::FORBIDDEN,
-            Json(json!({
-                "error": "denied_by_policy",
-                "message": format!("denied by policy: {reason}"),
-                "reason": reason,
-                "policies": decision.policies,
-            })),
-        )
-            .into_response();
+    if !decision.is_allow() && !decision.needs_approval() {
+        return call
+            .refuse(
+                &state,
+                &action,
+                &resource,
+                &decision,
+                CallRefusal::of_decision(&decision),
+            )
+            .await;
     }
+    let mut slot = match state.governor.enter(&agent.spiffe_id) {
+        Ok(slot) => slot,
+        Err(limit) => {
+            return call
+                .refuse(
+                    &state,
+                    &action,
+                    &resource,
+                    &decision,
+                    CallRefusal::of_limit(&limit),
+                )
+                .await;
+        }
+    };
+    let mut approval = None;
+    if decision.needs_approval() {
+        let digest = call.digest(&state);
+        let hold = crate::mcp::hold_request_for(
+            &claims,
+            &agent,
+            "proxy",
+            name,
+            &action,
+            &resource,
+            &digest,
+            &decision,
+            request_id(&headers),
+            &task,
+        );
+        let outcome = tokio::select! {
+            outcome = state.approvals.hold(hold) => outcome,
+            () = slot.until_killed() => {
+                return call
+                    .refuse(&state, &action, &resource, &decision, CallRefusal::of_limit(&Killed))
+                    .await;
+            }
+        };
+        match crate::mcp::approval_outcome(outcome, &decision.policies) {
+            Ok(approved) => approval = Some(approved),
+            Err(HeldEnd::Refused(refusal)) => {
+                return call
+                    .refuse(&state, &action, &resource, &decision, refusal)
+                    .await;
+            }
+            Err(HeldEnd::Unavailable(why)) => {
+                return state_unavailable(StateFailure::Approvals, &why);
+            }
+        }
+    }
+    match state.governor.count_call(&*state.store, &claims).await {
+        Ok(Ok(())) => {}
+        Ok(Err(limit)) => {
+            return call
+                .refuse(
+                    &state,
+                    &action,
+                    &resource,
+                    &decision,
+                    CallRefusal::of_limit(&limit),
+                )
+                .await;
+        }
+        Err(e) => return state_unavailable(StateFailure::Budget, &e),
+    }
+    // An approved hold is an allow on a person's word.
+    let decision = match &approval {
+        Some(_) => Decision {
+            effect: mandate_core::Effect::Allow,
+            ..decision
+        },
+        None => decision,
+    };
 
     let exceeded = Arc::new(AtomicBool::new(false));
-    let forwarded = forward(
-        &state,
-        &upstream,
-        &method,
-        &path,
-        uri.query(),
-        &headers,
-        declared,
-        body,
-        Arc::clone(&exceeded),
-    )
-    .await;
+    let forwarded = tokio::select! {
+        forwarded = forward(
+            &state,
+            &upstream,
+            &method,
+            &path,
+            uri.query(),
+            &headers,
+            declared,
+            body,
+            Arc::clone(&exceeded),
+        ) => forwarded,
+        () = slot.until_killed() => {
+            return call
+                .refuse(&state, &action, &resource, &decision, CallRefusal::of_limit(&Killed))
+                .await;
+        }
+    };
     let answer = match forwarded {
         Ok(answer) => answer,
         Err(failure) => {
@@ -342,13 +476,40 @@ async fn proxy(
             return refuse(status, failure.error, &failure.message);
         }
     };
-    let event = call.event(
+    // The endpoint's labels are recorded before its answer reaches the agent.
+    let labels_added = match state
+        .governor
+        .add_labels(&*state.store, root_task(&claims), &matched.labels, now_us())
+        .await
+    {
+        Ok(added) => added,
+        Err(e) => return state_unavailable(StateFailure::Labels, &e),
+    };
+    if slot.killed() || !still_authorized(&state.authority, &claims) {
+        return call
+            .refuse(
+                &state,
+                &action,
+                &resource,
+                &decision,
+                CallRefusal::of_limit(&Killed),
+            )
+            .await;
+    }
+    let mut event = call.event(
         &state,
         &action,
         &resource,
         &decision,
         Some(answer.status().as_u16()),
     );
+    if let Some(approved) = &approval {
+        event.detail["approval_id"] = json!(approved.id);
+        event.detail["approver"] = json!(approved.approver);
+    }
+    if !labels_added.is_empty() {
+        event.detail["labels_added"] = json!(labels_added);
+    }
     if let Err(e) = state.audit.append(vec![event]).await {
         tracing::error!(error = %e, "audit log unavailable");
         return refuse(

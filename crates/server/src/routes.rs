@@ -1,6 +1,7 @@
 //! The HTTP surface: AuthZEN evaluation endpoints, PDP metadata, health,
 //! readiness and metrics, with the layers every request passes through.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
@@ -16,33 +17,61 @@ use mandate_authzen::{
     PdpMetadata, evaluate_batch_resolved, evaluate_one,
 };
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::caller::{Listener, PeerCertificates};
 use crate::error::ApiError;
 use crate::metrics;
+use crate::request_ids::RequestIds;
 use crate::state::AppState;
-use crate::task_subject::{ResolveError, TaskTokenResolver};
+use crate::task_subject::{ResolveError, TaskTokenResolver, prefetch_session_labels};
 
 /// The application, with all routes and layers, for `state`, as served on
 /// the listener whose base URL (as clients address it) is `base`.
 pub fn router(state: AppState, request_timeout: Duration, base: &str) -> Router {
     let max_body = state.max_body_bytes;
-    Router::new()
-        .merge(crate::oauth::routes())
-        .merge(crate::admin::routes())
+    // A call through the gateway or the proxy may wait for its upstream and,
+    // when held, for a person: its own limits bound it, on top of the time
+    // every request gets.
+    let slowest_upstream = state
+        .upstreams
+        .values()
+        .map(|u| u.config.timeout_ms)
+        .chain(state.proxy_upstreams.values().map(|u| u.config.timeout_ms))
+        .max()
+        .unwrap_or(0);
+    let governed_timeout =
+        request_timeout + state.approvals.timeout() + Duration::from_millis(slowest_upstream);
+    let governed = Router::new()
         .merge(crate::mcp::routes())
         .merge(crate::proxy::routes())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            governed_timeout,
+        ));
+    let answered = Router::new()
+        .merge(crate::oauth::routes())
+        .merge(crate::admin::routes())
+        .merge(crate::admin_approvals::routes())
+        .merge(crate::admin_kill::routes())
         .merge(crate::admin_secrets::routes())
+        .merge(crate::admin_posture::routes())
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))
         .route("/.well-known/authzen-configuration", get(pdp_metadata))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ));
+    Router::new()
+        .merge(governed)
+        .merge(answered)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(Listener {
@@ -52,12 +81,8 @@ pub fn router(state: AppState, request_timeout: Duration, base: &str) -> Router 
         .layer(axum::middleware::map_response(timeout_as_json))
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    request_timeout,
-                )),
+                .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
+                .layer(PropagateRequestIdLayer::x_request_id()),
         )
         .with_state(state)
 }
@@ -252,11 +277,18 @@ async fn evaluation(
     let started = Instant::now();
     let mut request: EvaluationRequest = read_json(&state, &headers, body).await?;
     let presented = request.subject.id.clone();
+    let labels = if request.subject.kind == crate::task_subject::TASK_TOKEN_TYPE {
+        let subject = serde_json::to_value(&request.subject).unwrap_or_default();
+        prefetch_session_labels(&state, [&subject]).await?
+    } else {
+        Default::default()
+    };
     let resolver = TaskTokenResolver::new(
         &state,
         format!("{}/access/v1/evaluation", listener.base),
         peer,
-    );
+    )
+    .with_labels(labels);
     if let Err(error) = resolver.resolve_typed(&mut request) {
         if let ResolveError::Token(reason) = &error {
             let event = crate::oauth::token_event(
@@ -276,8 +308,9 @@ async fn evaluation(
         return Err(error.into());
     }
     let bundle = state.engine.current();
-    let item = evaluate_one(&bundle, &request, state.limits, &state.digester)
+    let mut item = evaluate_one(&bundle, &request, state.limits, &state.digester)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    settle_holds(&state, &resolver, &headers, std::slice::from_mut(&mut item)).await?;
     record(&state, "evaluation", &headers, &[&item], started).await?;
     Ok(Json(item.response).into_response())
 }
@@ -292,31 +325,110 @@ async fn evaluations(
     let started = Instant::now();
     let batch: EvaluationsRequest = read_json(&state, &headers, body).await?;
     let bundle = state.engine.current();
-    let resolver = TaskTokenResolver::new(
-        &state,
-        format!("{}/access/v1/evaluations", listener.base),
-        peer,
+    // Only the task tokens of a batch that will be evaluated: one over the
+    // limit is refused without reading anything.
+    let default_subject = batch
+        .subject
+        .as_ref()
+        .map(|s| serde_json::to_value(s).unwrap_or_default());
+    let items = batch.evaluations.as_deref().unwrap_or_default();
+    let mut subjects: Vec<&Value> = default_subject.iter().collect();
+    if items.len() <= state.limits.max_items {
+        subjects.extend(items.iter().filter_map(|item| item.get("subject")));
+    }
+    let labels = prefetch_session_labels(&state, subjects).await?;
+    let resolver = Arc::new(
+        TaskTokenResolver::new(
+            &state,
+            format!("{}/access/v1/evaluations", listener.base),
+            peer,
+        )
+        .with_labels(labels),
     );
+    let batch_resolver = Arc::clone(&resolver);
     // A batch can take milliseconds of CPU: keep it off the async workers so
     // single decisions on the same node are not held up behind it.
     let (limits, digester) = (state.limits, state.digester.clone());
     let outcome = tokio::task::spawn_blocking(move || {
-        evaluate_batch_resolved(&bundle, &batch, limits, &digester, &resolver)
+        evaluate_batch_resolved(&bundle, &batch, limits, &digester, &*batch_resolver)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("batch evaluation failed: {e}")))?;
     match outcome.map_err(ApiError::BadRequest)? {
-        BatchOutcome::Single(item) => {
+        BatchOutcome::Single(mut item) => {
+            settle_holds(&state, &resolver, &headers, std::slice::from_mut(&mut item)).await?;
             record(&state, "evaluations", &headers, &[&item], started).await?;
             Ok(Json(item.response).into_response())
         }
-        BatchOutcome::Items(items) => {
+        BatchOutcome::Items(mut items) => {
+            settle_holds(&state, &resolver, &headers, &mut items).await?;
             let refs: Vec<&EvaluatedItem> = items.iter().collect();
             record(&state, "evaluations", &headers, &refs, started).await?;
             let evaluations = items.into_iter().map(|i| i.response).collect();
             Ok(Json(EvaluationsResponse { evaluations }).into_response())
         }
     }
+}
+
+/// Turns decisions held for approval into what an AuthZEN caller can act
+/// on. A held request of a task token opens (or finds) a pending approval
+/// bound to that exact request, and is answered as a deny whose context says
+/// so: `{"approval": {"status": "pending", "id", "expires_at", "poll"}}`.
+/// Once a person approves, the same request sent again is allowed, once.
+async fn settle_holds(
+    state: &AppState,
+    resolver: &TaskTokenResolver,
+    headers: &HeaderMap,
+    items: &mut [EvaluatedItem],
+) -> Result<(), ApiError> {
+    for item in items.iter_mut() {
+        if !item.decision.needs_approval() {
+            continue;
+        }
+        let verified = item.task_id().and_then(|t| resolver.verified_task(t));
+        let Some((claims, agent)) = verified else {
+            let context = item.response.context.get_or_insert_with(Default::default);
+            context.insert(
+                "approval".into(),
+                json!({"status": "unavailable", "message": "this request needs a person's approval, which only a task-token subject can ask for"}),
+            );
+            continue;
+        };
+        let hold = crate::mcp::hold_request_for(
+            &claims,
+            &agent,
+            "authzen",
+            "",
+            item.action(),
+            item.resource(),
+            item.request_digest(),
+            &item.decision,
+            request_id(headers),
+            &crate::task_subject::task_context(&claims),
+        );
+        let outcome = state.approvals.check_or_open(hold).await.map_err(|e| {
+            tracing::error!(error = %e, "approvals unavailable");
+            ApiError::Unavailable("the approval queue cannot be used".into())
+        })?;
+        let approval = match outcome {
+            crate::approvals::PollOutcome::Consumed { id, approver } => {
+                item.decision.effect = mandate_core::Effect::Allow;
+                item.response.decision = true;
+                json!({"status": "approved", "id": id, "approver": approver})
+            }
+            crate::approvals::PollOutcome::Pending { id, expires_us } => json!({
+                "status": "pending",
+                "id": id,
+                "expires_at": crate::admin::rfc3339(expires_us),
+                "poll": "send this same evaluation again: it is allowed, once, after a person approves, until expires_at",
+            }),
+        };
+        item.response
+            .context
+            .get_or_insert_with(Default::default)
+            .insert("approval".into(), approval);
+    }
+    Ok(())
 }
 
 async fn pdp_metadata(State(state): State<AppState>) -> Json<PdpMetadata> {

@@ -125,7 +125,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let secrets = Arc::new(SecretVault::new(kek, Arc::clone(&store)));
     warn_of_other_keks(&secrets).await?;
+    let upstream_http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot build the upstream HTTP client")?;
+    let approvals = Arc::new(crate::approvals::Approvals::new(
+        Arc::clone(&store),
+        audit.clone(),
+        upstream_http.clone(),
+        crate::approvals::ApprovalSettings {
+            timeout: Duration::from_secs(config.approval_timeout_seconds),
+            poll: Duration::from_millis(config.sync_ms),
+            webhook: crate::approval_webhook::Webhook::from_config(
+                config.approval_webhook_url.as_deref(),
+                config.approval_webhook_secret_file.as_deref(),
+                std::env::var(crate::approval_webhook::SECRET_ENV)
+                    .ok()
+                    .map(zeroize::Zeroizing::new),
+            )?,
+            links_base: public_url.clone(),
+        },
+    ));
     let state = AppState {
+        governor: Arc::new(crate::govern::Governor::new(&config)),
         engine: Arc::clone(&engine),
         store: Arc::clone(&store),
         audit: audit.clone(),
@@ -169,14 +193,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<_>>()?,
         ),
-        upstream_http: reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("cannot build the upstream HTTP client")?,
-        admin,
+        upstream_http,
+        approvals: Arc::clone(&approvals),
+        admin: Arc::clone(&admin),
         secrets,
+        posture: crate::posture::PostureSettings {
+            idle_days: config.posture_idle_days,
+            secret_max_age_days: config.posture_secret_max_age_days,
+        },
     };
     let status = engine.status();
     ::metrics::gauge!(metrics::POLICIES).set(status.policies as f64);
@@ -200,6 +224,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::clone(&store),
         Duration::from_millis(config.sync_ms),
     ));
+    let sweeper = approvals.spawn_sweeper();
+    let admin_syncer = tokio::spawn(sync_admins(admin, Arc::clone(&store)));
     let timeout = Duration::from_millis(config.request_timeout_ms);
     let (stop_tx, stop_rx) = watch::channel(false);
     let tls_server = match (tls_listener, &tls_base) {
@@ -259,6 +285,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: flushing the audit log");
     watcher.abort();
     syncer.abort();
+    sweeper.abort();
+    admin_syncer.abort();
     audit.shutdown().await;
     store.close().await;
     tracing::info!("stopped");
@@ -401,27 +429,28 @@ async fn start_authority(
     Ok(authority)
 }
 
-/// The admin credential hashes. At the very first start of a store there is
-/// none: one is made, printed once on stderr, and only its hash is kept.
+/// The admin credentials. At the very first start of a store there is
+/// none: one named `admin` is made, printed once on stderr, and only its hash
+/// is kept.
 async fn admin_credentials(
     store: &dyn Store,
     audit: &AuditLog,
     node_id: &str,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<AdminCredential>> {
     let existing = store.admin_credentials().await?;
     if !existing.is_empty() {
-        return Ok(existing.into_iter().map(|c| c.secret_hash).collect());
+        return Ok(existing);
     }
     let credential = crate::caller::new_admin_credential()?;
     let hash = crate::caller::credential_hash(&credential);
     let id = format!("admin-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    store
-        .insert_admin_credential(&AdminCredential {
-            id: id.clone(),
-            secret_hash: hash.clone(),
-            created_us: crate::routes::now_us(),
-        })
-        .await?;
+    let first = AdminCredential {
+        id: id.clone(),
+        name: "admin".to_owned(),
+        secret_hash: hash,
+        created_us: crate::routes::now_us(),
+    };
+    store.insert_admin_credential(&first).await?;
     audit
         .append(vec![AuditEvent {
             time_us: crate::routes::now_us(),
@@ -433,14 +462,28 @@ async fn admin_credentials(
             outcome: "created".into(),
             policies: Vec::new(),
             request_digest: String::new(),
-            detail: serde_json::json!({"id": id}),
+            detail: serde_json::json!({"id": id, "name": first.name}),
         }])
         .await
         .context("cannot record the admin credential in the audit log")?;
     eprintln!(
         "mandate admin credential (shown once, only its hash is kept; export it as MANDATE_ADMIN_TOKEN): {credential}"
     );
-    Ok(vec![hash])
+    Ok(vec![first])
+}
+
+/// Re-reads the admin credentials every second, so that one made (or
+/// deleted) through another node sharing the store counts here too.
+async fn sync_admins(admin: Arc<RwLock<Vec<AdminCredential>>>, store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.admin_credentials().await {
+            Ok(credentials) => *admin.write().unwrap_or_else(|e| e.into_inner()) = credentials,
+            Err(error) => tracing::debug!(%error, "cannot re-read the admin credentials"),
+        }
+    }
 }
 
 /// Says at start which stored secrets the loaded KEK cannot open (sealed

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use mandate_authzen::BatchLimits;
 use mandate_core::RequestDigester;
 use mandate_policy::PolicyEngine;
-use mandate_store::{AuditLog, Store};
+use mandate_store::{AdminCredential, AuditLog, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::authority::Authority;
@@ -40,16 +40,43 @@ pub struct AppState {
     /// to wherever it points, so it is the agent's to follow, through the
     /// gateway and its rules, or not at all.
     pub(crate) upstream_http: reqwest::Client,
-    /// SHA-256 hashes of the admin credentials.
-    pub(crate) admin: Arc<RwLock<Vec<String>>>,
+    /// The admin credentials (names and SHA-256 hashes), re-read from the
+    /// store every few seconds.
+    pub(crate) admin: Arc<RwLock<Vec<AdminCredential>>>,
     /// The secrets KEK and where sealed secrets go.
     pub(crate) secrets: Arc<SecretVault>,
+    /// Calls held for a person's approval.
+    pub(crate) approvals: Arc<crate::approvals::Approvals>,
+    /// Rate, concurrency and budget limits, session labels, the kill switch.
+    pub(crate) governor: Arc<crate::govern::Governor>,
+    /// The windows of `GET /admin/v1/posture`.
+    pub(crate) posture: crate::posture::PostureSettings,
 }
 
 impl AppState {
     /// The admin credential hashes in effect.
     pub(crate) fn admin_hashes(&self) -> Vec<String> {
-        self.admin.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.admin
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| c.secret_hash.clone())
+            .collect()
+    }
+
+    /// The name of the administrator whose credential `presented` is, if it
+    /// is one. Every stored hash is compared, in constant time.
+    pub(crate) fn admin_name(&self, presented: &str) -> Option<String> {
+        use subtle::ConstantTimeEq;
+        let hash = crate::caller::credential_hash(presented);
+        let admins = self.admin.read().unwrap_or_else(|e| e.into_inner());
+        let mut found = None;
+        for credential in admins.iter() {
+            if bool::from(credential.secret_hash.as_bytes().ct_eq(hash.as_bytes())) {
+                found = Some(credential.name.clone());
+            }
+        }
+        found
     }
 }
 

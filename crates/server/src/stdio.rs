@@ -84,15 +84,6 @@ impl StdioAnswer {
             message,
         }
     }
-
-    /// The status the audit record keeps.
-    pub(crate) fn audit_status(&self) -> u16 {
-        match self {
-            StdioAnswer::Response(_) => 200,
-            StdioAnswer::Accepted => 202,
-            StdioAnswer::Failed { status, .. } => *status,
-        }
-    }
 }
 
 /// One MCP server spoken to over stdio, spawned on demand.

@@ -12,8 +12,12 @@
 //! of `DataDomain` entities), `capabilities`, `depth` and `delegation_chain`
 //! (the SPIFFE IDs of every agent in the chain, the root agent's included).
 //!
-//! The subject type `Agent` and, with a token, `context.task` are reserved:
-//! a caller cannot claim to be an agent or describe its task without the token.
+//! `context.session` is set too: `labels`, every data label the task's
+//! delegation tree has touched through the gateway and the proxy.
+//!
+//! The subject type `Agent` and, with a token, `context.task` and
+//! `context.session` are reserved: a caller cannot claim to be an agent or
+//! describe its task or session without the token.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +44,8 @@ pub(crate) enum ResolveError {
     Reserved(String),
     /// The task token was refused.
     Token(String),
+    /// The task's session state was not read (the store failed).
+    Unavailable(String),
 }
 
 impl From<ResolveError> for ApiError {
@@ -47,6 +53,7 @@ impl From<ResolveError> for ApiError {
         match e {
             ResolveError::Reserved(m) => ApiError::BadRequest(m),
             ResolveError::Token(m) => ApiError::TokenRefused(m),
+            ResolveError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }
@@ -62,6 +69,9 @@ pub(crate) struct TaskTokenResolver {
     x5t: Option<String>,
     now: i64,
     seen: Mutex<HashMap<(String, String), Verified>>,
+    /// Session labels by root task, read before deciding
+    /// ([`prefetch_session_labels`]): the resolver itself cannot wait.
+    labels: HashMap<String, Arc<Vec<String>>>,
 }
 
 impl TaskTokenResolver {
@@ -72,7 +82,23 @@ impl TaskTokenResolver {
             x5t: peer_x5t(&peer),
             now: now_seconds(),
             seen: Mutex::new(HashMap::new()),
+            labels: HashMap::new(),
         }
+    }
+
+    /// The session labels read by [`prefetch_session_labels`].
+    pub(crate) fn with_labels(mut self, labels: HashMap<String, Arc<Vec<String>>>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// The verified token of `task_id` among those this request presented.
+    pub(crate) fn verified_task(&self, task_id: &str) -> Option<(Arc<TaskClaims>, AgentRecord)> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.values()
+            .filter_map(|v| v.as_ref().ok())
+            .find(|(claims, _)| claims.task_id == task_id)
+            .cloned()
     }
 
     pub(crate) fn resolve_typed(
@@ -87,14 +113,16 @@ impl TaskTokenResolver {
         if request.subject.kind != TASK_TOKEN_TYPE {
             return Ok(());
         }
-        if request
-            .context
-            .as_ref()
-            .is_some_and(|c| c.contains_key("task"))
-        {
-            return Err(ResolveError::Reserved(
-                "context.task is filled in by Mandate from the task token; do not send it".into(),
-            ));
+        for reserved in ["task", "session"] {
+            if request
+                .context
+                .as_ref()
+                .is_some_and(|c| c.contains_key(reserved))
+            {
+                return Err(ResolveError::Reserved(format!(
+                    "context.{reserved} is filled in by Mandate from the task token; do not send it"
+                )));
+            }
         }
         let proof = match request
             .subject
@@ -130,11 +158,16 @@ impl TaskTokenResolver {
                 .clone()
         };
         let (claims, agent) = verified.map_err(ResolveError::Token)?;
+        let labels = self
+            .labels
+            .get(crate::govern::root_task(&claims))
+            .ok_or_else(|| {
+                ResolveError::Unavailable("the task's session state was not read".into())
+            })?;
         request.subject = agent_subject(&agent);
-        request
-            .context
-            .get_or_insert_with(Map::new)
-            .insert("task".into(), task_context(&claims));
+        let context = request.context.get_or_insert_with(Map::new);
+        context.insert("task".into(), task_context(&claims));
+        context.insert("session".into(), json!({"labels": labels.as_slice()}));
         Ok(())
     }
 }
@@ -147,8 +180,63 @@ impl SubjectResolver for TaskTokenResolver {
                 status: 401,
                 message: format!("task token refused: {m}"),
             },
+            ResolveError::Unavailable(m) => ItemRefusal {
+                status: 503,
+                message: m,
+            },
         })
     }
+}
+
+/// The root task a presented token names, read without verifying it: only
+/// to know which session labels to read before the token is verified. The
+/// verified token's root is looked up among them; a token whose unverified
+/// and verified roots differ does not exist (the signature covers both).
+fn unverified_root(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let root = claims
+        .get("task_chain")
+        .and_then(|c| c.get(0))
+        .or_else(|| claims.get("task_id"))?;
+    root.as_str().map(str::to_owned)
+}
+
+/// Reads the session labels of every task token among `subjects`.
+pub(crate) async fn prefetch_session_labels<'a>(
+    state: &AppState,
+    subjects: impl IntoIterator<Item = &'a Value>,
+) -> Result<HashMap<String, Arc<Vec<String>>>, ApiError> {
+    let mut labels = HashMap::new();
+    for subject in subjects {
+        if subject.get("type").and_then(Value::as_str) != Some(TASK_TOKEN_TYPE) {
+            continue;
+        }
+        let Some(root) = subject
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(unverified_root)
+        else {
+            continue;
+        };
+        if labels.contains_key(&root) {
+            continue;
+        }
+        let read = state
+            .governor
+            .session_labels(&*state.store, &root, true)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "session state unavailable");
+                ApiError::Unavailable("the task's session state cannot be read".into())
+            })?;
+        labels.insert(root, read);
+    }
+    Ok(labels)
 }
 
 fn agent_subject(agent: &AgentRecord) -> Subject {

@@ -23,6 +23,52 @@ macro_rules! impl_sql_store {
                     .map(|row| sql::decode_record(BACKEND, row))
                     .collect()
             }
+
+            /// Appends `records` and moves the chain head in one transaction
+            /// on `connection`, one statement after another.
+            async fn append_audit_stepwise(
+                connection: &mut <$db as sqlx::Database>::Connection,
+                records: &[AuditRecord],
+                seal: &str,
+            ) -> Result<(), StoreError> {
+                use sqlx::Connection as _;
+                let Some(last) = records.last() else {
+                    return Ok(());
+                };
+                let rows = sql::encode_batch(records)?;
+                let write = |source| failed("append audit records", source);
+                let mut tx = connection.begin().await.map_err(write)?;
+                for chunk in rows.chunks(sql::INSERT_CHUNK) {
+                    let mut insert = QueryBuilder::<$db>::new(sql::INSERT_RECORDS);
+                    insert.push_values(chunk, |mut values, row| {
+                        values
+                            .push_bind(row.node_id)
+                            .push_bind(row.seq)
+                            .push_bind(row.time_us)
+                            .push_bind(row.kind)
+                            .push_bind(row.request_id)
+                            .push_bind(row.subject)
+                            .push_bind(row.action)
+                            .push_bind(row.resource)
+                            .push_bind(row.outcome)
+                            .push_bind(row.policies.as_str())
+                            .push_bind(row.request_digest)
+                            .push_bind(row.detail.as_str())
+                            .push_bind(row.prev_hash.as_str())
+                            .push_bind(row.hash.as_str());
+                    });
+                    insert.build().execute(&mut *tx).await.map_err(write)?;
+                }
+                sqlx::query(sql::UPSERT_HEAD)
+                    .bind(&last.node_id)
+                    .bind(sql::stored_seq(last.seq))
+                    .bind(hex::encode(last.hash))
+                    .bind(seal)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(write)?;
+                tx.commit().await.map_err(write)
+            }
         }
 
         fn failed(operation: &'static str, source: sqlx::Error) -> $crate::error::StoreError {
@@ -65,42 +111,9 @@ macro_rules! impl_sql_store {
                 records: &[AuditRecord],
                 seal: &str,
             ) -> Result<(), StoreError> {
-                let Some(last) = records.last() else {
-                    return Ok(());
-                };
-                let rows = sql::encode_batch(records)?;
-                let write = |source| failed("append audit records", source);
-                let mut tx = self.pool.begin().await.map_err(write)?;
-                for chunk in rows.chunks(sql::INSERT_CHUNK) {
-                    let mut insert = QueryBuilder::<$db>::new(sql::INSERT_RECORDS);
-                    insert.push_values(chunk, |mut values, row| {
-                        values
-                            .push_bind(row.node_id)
-                            .push_bind(row.seq)
-                            .push_bind(row.time_us)
-                            .push_bind(row.kind)
-                            .push_bind(row.request_id)
-                            .push_bind(row.subject)
-                            .push_bind(row.action)
-                            .push_bind(row.resource)
-                            .push_bind(row.outcome)
-                            .push_bind(row.policies.as_str())
-                            .push_bind(row.request_digest)
-                            .push_bind(row.detail.as_str())
-                            .push_bind(row.prev_hash.as_str())
-                            .push_bind(row.hash.as_str());
-                    });
-                    insert.build().execute(&mut *tx).await.map_err(write)?;
-                }
-                sqlx::query(sql::UPSERT_HEAD)
-                    .bind(&last.node_id)
-                    .bind(sql::stored_seq(last.seq))
-                    .bind(hex::encode(last.hash))
-                    .bind(seal)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(write)?;
-                tx.commit().await.map_err(write)
+                // Each backend's `write_audit` (SQLite's writes a small batch
+                // in one round trip) or `append_audit_stepwise`.
+                self.write_audit(records, seal).await
             }
 
             async fn register_audit_chain(
@@ -175,6 +188,34 @@ macro_rules! impl_sql_store {
                 self.records(
                     sqlx::query(sql::SELECT_AFTER)
                         .bind(row_id)
+                        .bind(i64::from(limit)),
+                )
+                .await
+            }
+
+            async fn audit_before(
+                &self,
+                row_id: i64,
+                limit: u32,
+            ) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
+                self.records(
+                    sqlx::query(sql::SELECT_BEFORE)
+                        .bind(row_id)
+                        .bind(i64::from(limit)),
+                )
+                .await
+            }
+
+            async fn audit_mentioning(
+                &self,
+                needle: &str,
+                row_id: i64,
+                limit: u32,
+            ) -> Result<Vec<(i64, AuditRecord)>, StoreError> {
+                self.records(
+                    sqlx::query(sql::SELECT_MENTIONING)
+                        .bind(row_id)
+                        .bind(sql::contains_pattern(needle))
                         .bind(i64::from(limit)),
                 )
                 .await
@@ -297,13 +338,18 @@ macro_rules! impl_sql_store {
             ) -> Result<(), StoreError> {
                 sqlx::query(identity_sql::INSERT_ADMIN_CREDENTIAL)
                     .bind(&credential.id)
+                    .bind(&credential.name)
                     .bind(&credential.secret_hash)
                     .bind(credential.created_us)
                     .execute(&self.pool)
                     .await
                     .map_err(|source| {
-                        failed_or_conflict("insert admin credential", source, |_| {
-                            format!("admin credential {:?}", credential.id)
+                        failed_or_conflict("insert admin credential", source, |key| {
+                            if key.contains("name") {
+                                format!("admin credential named {:?}", credential.name)
+                            } else {
+                                format!("admin credential {:?}", credential.id)
+                            }
                         })
                     })?;
                 Ok(())
@@ -322,6 +368,15 @@ macro_rules! impl_sql_store {
                     .collect::<Result<Vec<_>, _>>()?;
                 credentials.sort_by(|a, b| (a.created_us, &a.id).cmp(&(b.created_us, &b.id)));
                 Ok(credentials)
+            }
+
+            async fn delete_admin_credential(&self, id: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query(identity_sql::DELETE_ADMIN_CREDENTIAL)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| failed("delete admin credential", source))?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn publish_signing_key(
@@ -478,6 +533,22 @@ macro_rules! impl_sql_store {
                 Ok(ids)
             }
 
+            async fn tasks_issued_since(
+                &self,
+                since_us: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::identity::TaskRecord>, StoreError> {
+                let rows = sqlx::query(identity_sql::SELECT_TASKS_ISSUED_SINCE)
+                    .bind(since_us)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("list tasks issued since", source))?;
+                rows.iter()
+                    .map(|row| identity_sql::decode_task(BACKEND, row))
+                    .collect()
+            }
+
             async fn tasks_of_agent(
                 &self,
                 spiffe_id: &str,
@@ -575,7 +646,247 @@ macro_rules! impl_sql_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn count_call(
+                &self,
+                budgets: &[(String, u64)],
+            ) -> Result<$crate::session::BudgetOutcome, StoreError> {
+                use $crate::session::BudgetOutcome;
+                let write = |source| failed("count call", source);
+                let mut first_used = None;
+                let mut tx = self.pool.begin().await.map_err(write)?;
+                for (task_id, max_calls) in budgets {
+                    let max = i64::try_from(*max_calls).unwrap_or(i64::MAX);
+                    sqlx::query($crate::session_sql::INSERT_USAGE)
+                        .bind(task_id)
+                        .bind(max)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write)?;
+                    let used: Option<i64> = sqlx::query_scalar($crate::session_sql::COUNT_CALL)
+                        .bind(task_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(write)?;
+                    let Some(used) = used else {
+                        // Dropping `tx` rolls back the counts already made.
+                        return Ok(BudgetOutcome::Spent {
+                            task_id: task_id.clone(),
+                            max_calls: *max_calls,
+                        });
+                    };
+                    first_used.get_or_insert(u64::try_from(used).unwrap_or(0));
+                }
+                tx.commit().await.map_err(write)?;
+                Ok(BudgetOutcome::Counted {
+                    calls_used: first_used.unwrap_or(0),
+                })
+            }
+
+            async fn add_session_labels(
+                &self,
+                root_task_id: &str,
+                labels: &[String],
+                at_us: i64,
+            ) -> Result<(), StoreError> {
+                let write = |source| failed("add session labels", source);
+                let mut tx = self.pool.begin().await.map_err(write)?;
+                for label in labels {
+                    sqlx::query($crate::session_sql::INSERT_LABEL)
+                        .bind(root_task_id)
+                        .bind(label)
+                        .bind(at_us)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write)?;
+                }
+                tx.commit().await.map_err(write)
+            }
+
+            async fn session_labels(&self, root_task_id: &str) -> Result<Vec<String>, StoreError> {
+                let mut labels: Vec<String> =
+                    sqlx::query_scalar($crate::session_sql::SELECT_LABELS)
+                        .bind(root_task_id)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|source| failed("read session labels", source))?;
+                labels.sort();
+                Ok(labels)
+            }
+
+            async fn insert_approval(
+                &self,
+                approval: &$crate::approvals::ApprovalRecord,
+            ) -> Result<(), StoreError> {
+                use $crate::approvals_sql::json_list;
+                sqlx::query($crate::approvals_sql::INSERT_APPROVAL)
+                    .bind(&approval.id)
+                    .bind(&approval.task_id)
+                    .bind(&approval.root_task_id)
+                    .bind(json_list(&approval.task_chain))
+                    .bind(&approval.agent)
+                    .bind(&approval.agent_name)
+                    .bind(&approval.endpoint)
+                    .bind(&approval.upstream)
+                    .bind(&approval.action)
+                    .bind(&approval.resource)
+                    .bind(&approval.argument_digest)
+                    .bind(&approval.purpose)
+                    .bind(json_list(&approval.reasons))
+                    .bind(json_list(&approval.policies))
+                    .bind(approval.state.as_str())
+                    .bind(approval.created_us)
+                    .bind(approval.expires_us)
+                    .bind(approval.decided_us)
+                    .bind(approval.decided_by.as_deref())
+                    .bind(approval.note.as_deref())
+                    .bind(approval.closed_us)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|source| {
+                        failed_or_conflict("insert approval", source, |_| {
+                            format!("approval {:?}", approval.id)
+                        })
+                    })?;
+                Ok(())
+            }
+
+            async fn approval(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::approvals::ApprovalRecord>, StoreError> {
+                let row = sqlx::query($crate::approvals_sql::SELECT_APPROVAL)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("read approval", source))?;
+                row.map(|row| $crate::approvals_sql::decode_approval(BACKEND, &row))
+                    .transpose()
+            }
+
+            async fn approvals(
+                &self,
+                state: Option<$crate::approvals::ApprovalState>,
+                limit: u32,
+            ) -> Result<Vec<$crate::approvals::ApprovalRecord>, StoreError> {
+                let query = match state {
+                    Some(state) => sqlx::query($crate::approvals_sql::SELECT_APPROVALS_IN_STATE)
+                        .bind(state.as_str())
+                        .bind(i64::from(limit)),
+                    None => {
+                        sqlx::query($crate::approvals_sql::SELECT_APPROVALS).bind(i64::from(limit))
+                    }
+                };
+                let rows = query
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("list approvals", source))?;
+                let mut approvals = rows
+                    .iter()
+                    .map(|row| $crate::approvals_sql::decode_approval(BACKEND, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                approvals.sort_by(|a, b| (a.created_us, &a.id).cmp(&(b.created_us, &b.id)));
+                Ok(approvals)
+            }
+
+            async fn approvals_for_call(
+                &self,
+                task_id: &str,
+                action: &str,
+                resource: &str,
+                argument_digest: &str,
+            ) -> Result<Vec<$crate::approvals::ApprovalRecord>, StoreError> {
+                let rows = sqlx::query($crate::approvals_sql::SELECT_APPROVALS_FOR_CALL)
+                    .bind(task_id)
+                    .bind(action)
+                    .bind(resource)
+                    .bind(argument_digest)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("read approvals of a call", source))?;
+                let mut approvals = rows
+                    .iter()
+                    .map(|row| $crate::approvals_sql::decode_approval(BACKEND, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                approvals.sort_by(|a, b| (a.created_us, &a.id).cmp(&(b.created_us, &b.id)));
+                Ok(approvals)
+            }
+
+            async fn decide_approval(
+                &self,
+                id: &str,
+                decision: &$crate::approvals::ApprovalDecision,
+            ) -> Result<Option<$crate::approvals::ApprovalRecord>, StoreError> {
+                use $crate::approvals::ApprovalState;
+                if matches!(decision.state, ApprovalState::Pending | ApprovalState::Used) {
+                    return Err(StoreError::InvalidApprovalTransition {
+                        from: ApprovalState::Pending,
+                        to: decision.state,
+                    });
+                }
+                let unexpired_after = if decision.before_expiry {
+                    decision.at_us
+                } else {
+                    i64::MIN
+                };
+                let row = sqlx::query($crate::approvals_sql::DECIDE_APPROVAL)
+                    .bind(id)
+                    .bind(decision.state.as_str())
+                    .bind(decision.at_us)
+                    .bind(&decision.by)
+                    .bind(decision.note.as_deref())
+                    .bind(unexpired_after)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("decide approval", source))?;
+                row.map(|row| $crate::approvals_sql::decode_approval(BACKEND, &row))
+                    .transpose()
+            }
+
+            async fn close_approval(
+                &self,
+                id: &str,
+                state: $crate::approvals::ApprovalState,
+                at_us: i64,
+            ) -> Result<Option<$crate::approvals::ApprovalRecord>, StoreError> {
+                use $crate::approvals::ApprovalState;
+                if !matches!(state, ApprovalState::Used | ApprovalState::Cancelled) {
+                    return Err(StoreError::InvalidApprovalTransition {
+                        from: ApprovalState::Approved,
+                        to: state,
+                    });
+                }
+                let row = sqlx::query($crate::approvals_sql::CLOSE_APPROVAL)
+                    .bind(id)
+                    .bind(state.as_str())
+                    .bind(at_us)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| failed("close approval", source))?;
+                row.map(|row| $crate::approvals_sql::decode_approval(BACKEND, &row))
+                    .transpose()
+            }
+
+            async fn expire_approvals(
+                &self,
+                now_us: i64,
+                by: &str,
+            ) -> Result<Vec<$crate::approvals::ApprovalRecord>, StoreError> {
+                let rows = sqlx::query($crate::approvals_sql::EXPIRE_APPROVALS)
+                    .bind(now_us)
+                    .bind(by)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|source| failed("expire approvals", source))?;
+                let mut approvals = rows
+                    .iter()
+                    .map(|row| $crate::approvals_sql::decode_approval(BACKEND, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                approvals.sort_by(|a, b| (a.created_us, &a.id).cmp(&(b.created_us, &b.id)));
+                Ok(approvals)
+            }
+
             async fn close(&self) {
+                self.close_audit_writer().await;
                 self.pool.close().await;
             }
         }

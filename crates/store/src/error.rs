@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use mandate_core::ChainBreak;
 
+use crate::approvals::ApprovalState;
 use crate::identity::TaskState;
 
 /// A store operation failed.
@@ -95,6 +96,15 @@ pub enum StoreError {
         /// The state asked for (`active`).
         state: TaskState,
     },
+    /// A held call was asked to move between states it never moves between
+    /// (only pending → a decision, approved → used or cancelled).
+    #[error("an approval cannot go from {from} to {to}")]
+    InvalidApprovalTransition {
+        /// The state the move starts from.
+        from: ApprovalState,
+        /// The state asked for.
+        to: ApprovalState,
+    },
     /// A stored agent, credential, signing key or task row cannot be read
     /// back into a record. It is reported, never skipped.
     #[error("{table} row {key:?} is corrupt: {column} {problem}")]
@@ -123,11 +133,12 @@ pub enum AuditError {
     Write(#[source] Arc<StoreError>),
 }
 
-/// A stored state name (`AgentStatus`, `TaskState`) is not one Mandate knows.
+/// A stored state name (`AgentStatus`, `TaskState`, `ApprovalState`) is not
+/// one Mandate knows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {kind} {value:?}")]
 pub struct ParseStateError {
-    /// What was being parsed: `agent status` or `task state`.
+    /// What was being parsed: `agent status`, `task state` or `approval state`.
     pub kind: &'static str,
     /// The text that did not parse.
     pub value: String,

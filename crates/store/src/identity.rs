@@ -83,6 +83,9 @@ pub struct AgentRecord {
 pub struct AdminCredential {
     /// The credential's unique ID.
     pub id: String,
+    /// The unique name of the person (or role) holding it (`alice`); audit
+    /// records and approvals name them by it.
+    pub name: String,
     /// The hash of its secret, in whatever encoding the hasher produces.
     pub secret_hash: String,
     /// When it was created (microseconds since the epoch).

@@ -53,7 +53,7 @@ const TASK_COLUMNS: [&str; 12] = [
     "end_reason",
 ];
 
-const CREDENTIAL_COLUMNS: [&str; 3] = ["id", "secret_hash", "created_us"];
+const CREDENTIAL_COLUMNS: [&str; 4] = ["id", "name", "secret_hash", "created_us"];
 
 const KEY_COLUMNS: [&str; 5] = ["kid", "node_id", "public_jwk", "created_us", "retired_us"];
 
@@ -88,10 +88,12 @@ pub(crate) const SET_AGENT_KEY: &str = concat!(
 pub(crate) const DELETE_AGENT: &str = "DELETE FROM agents WHERE name = $1";
 
 pub(crate) const INSERT_ADMIN_CREDENTIAL: &str =
-    "INSERT INTO admin_credentials (id, secret_hash, created_us) VALUES ($1, $2, $3)";
+    "INSERT INTO admin_credentials (id, name, secret_hash, created_us) VALUES ($1, $2, $3, $4)";
 
 pub(crate) const SELECT_ADMIN_CREDENTIALS: &str =
-    "SELECT id, secret_hash, created_us FROM admin_credentials";
+    "SELECT id, name, secret_hash, created_us FROM admin_credentials";
+
+pub(crate) const DELETE_ADMIN_CREDENTIAL: &str = "DELETE FROM admin_credentials WHERE id = $1";
 
 pub(crate) const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
      (kid, node_id, public_jwk, created_us, retired_us) VALUES ($1, $2, $3, $4, $5)";
@@ -125,6 +127,13 @@ pub(crate) const SELECT_SUBTREE: &str = "WITH RECURSIVE subtree (task_id) AS ( \
 /// Matches the partial index `tasks_ended_by_expiry` (same literal predicate).
 pub(crate) const SELECT_ENDED_UNEXPIRED: &str =
     "SELECT task_id FROM tasks WHERE state <> 'active' AND expires_us > $1";
+
+/// Tasks issued since `$1`, newest first, at most `$2`.
+pub(crate) const SELECT_TASKS_ISSUED_SINCE: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE issued_us >= $1 ORDER BY issued_us DESC, task_id LIMIT $2"
+);
 
 pub(crate) const SELECT_TASKS_OF_AGENT: &str =
     concat!("SELECT ", task_columns!(), " FROM tasks WHERE agent = $1");
@@ -173,7 +182,7 @@ where
     })
 }
 
-/// Reads an `(id, secret_hash, created_us)` row.
+/// Reads an `(id, name, secret_hash, created_us)` row.
 pub(crate) fn decode_admin_credential<R>(
     backend: &'static str,
     row: &R,
@@ -187,8 +196,9 @@ where
     let cells = Cells::new(backend, "admin_credentials", &CREDENTIAL_COLUMNS, row)?;
     Ok(AdminCredential {
         id: cells.get(0)?,
-        secret_hash: cells.get(1)?,
-        created_us: cells.get(2)?,
+        name: cells.get(1)?,
+        secret_hash: cells.get(2)?,
+        created_us: cells.get(3)?,
     })
 }
 

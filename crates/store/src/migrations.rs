@@ -31,6 +31,16 @@ const SQLITE: &[Step] = &[
         "secrets",
         include_str!("migrations/sqlite/0004_secrets.sql"),
     ),
+    (
+        5,
+        "approvals",
+        include_str!("migrations/sqlite/0005_approvals.sql"),
+    ),
+    (
+        6,
+        "sessions",
+        include_str!("migrations/sqlite/0006_sessions.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -53,6 +63,16 @@ const POSTGRES: &[Step] = &[
         4,
         "secrets",
         include_str!("migrations/postgres/0004_secrets.sql"),
+    ),
+    (
+        5,
+        "approvals",
+        include_str!("migrations/postgres/0005_approvals.sql"),
+    ),
+    (
+        6,
+        "sessions",
+        include_str!("migrations/postgres/0006_sessions.sql"),
     ),
 ];
 

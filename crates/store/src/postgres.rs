@@ -49,6 +49,20 @@ impl PgStore {
             })?;
         Ok(PgStore { pool })
     }
+
+    /// Appends `records` and moves the chain head, in one transaction on a
+    /// pooled connection.
+    async fn write_audit(&self, records: &[AuditRecord], seal: &str) -> Result<(), StoreError> {
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|source| failed("append audit records", source))?;
+        Self::append_audit_stepwise(&mut connection, records, seal).await
+    }
+
+    /// Nothing to do: every connection is the pool's.
+    async fn close_audit_writer(&self) {}
 }
 
 crate::backend::impl_sql_store!(PgStore, Postgres, sqlx::postgres::PgArguments);

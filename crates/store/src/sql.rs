@@ -76,6 +76,38 @@ pub(crate) const SELECT_AFTER: &str = concat!(
     " FROM audit_records WHERE id > $1 ORDER BY id LIMIT $2"
 );
 
+/// Newest first, below a row ID: paging backwards through the log.
+pub(crate) const SELECT_BEFORE: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    " FROM audit_records WHERE id < $1 ORDER BY id DESC LIMIT $2"
+);
+
+/// Records whose detail contains a text (`$2`, a `LIKE` pattern with `\`
+/// as its escape character). Both backends store `detail` as JSON text.
+/// SQLite's `LIKE` ignores ASCII case: this is a filter for callers who then
+/// look at the detail themselves.
+pub(crate) const SELECT_MENTIONING: &str = concat!(
+    "SELECT ",
+    record_columns!(),
+    " FROM audit_records WHERE id > $1 AND detail LIKE $2 ESCAPE '\\' ORDER BY id LIMIT $3"
+);
+
+/// A `LIKE` pattern matching any text that contains `needle`, with `%`, `_`
+/// and the escape character itself escaped.
+pub(crate) fn contains_pattern(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// A record as the text and integers that are bound into an `INSERT`.
 pub(crate) struct RecordRow<'a> {
     pub(crate) node_id: &'a str,

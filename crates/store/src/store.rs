@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use mandate_core::{AuditRecord, ChainHead};
 
+use crate::approvals::{ApprovalDecision, ApprovalRecord, ApprovalState};
 use crate::error::StoreError;
 use crate::identity::{
     AdminCredential, AgentRecord, AgentStatus, SigningKeyRecord, TaskRecord, TaskState,
@@ -63,6 +64,24 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<(i64, AuditRecord)>, StoreError>;
 
+    /// Up to `limit` records inserted before row `row_id`, newest first, each
+    /// with its row ID (`i64::MAX` for the newest of the log).
+    async fn audit_before(
+        &self,
+        row_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, AuditRecord)>, StoreError>;
+
+    /// Up to `limit` records inserted after row `row_id` whose `detail`
+    /// contains `needle` as text, ascending. A coarse filter (on SQLite it
+    /// ignores ASCII case): callers look at the detail themselves.
+    async fn audit_mentioning(
+        &self,
+        needle: &str,
+        row_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, AuditRecord)>, StoreError>;
+
     /// Registers `agent`. If its name or SPIFFE ID is taken, fails with
     /// [`StoreError::Conflict`] and writes nothing.
     async fn create_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
@@ -107,6 +126,9 @@ pub trait Store: Send + Sync {
     /// Every administrator's credential, oldest first.
     async fn admin_credentials(&self) -> Result<Vec<AdminCredential>, StoreError>;
 
+    /// Deletes the administrator's credential `id`; `false` if there was none.
+    async fn delete_admin_credential(&self, id: &str) -> Result<bool, StoreError>;
+
     /// Publishes a node's signing key; a taken `kid` is a
     /// [`StoreError::Conflict`].
     async fn publish_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
@@ -147,6 +169,14 @@ pub trait Store: Send + Sync {
     /// expired by `now_us`: the set of tokens a node must refuse. Sorted.
     async fn ended_tasks_unexpired(&self, now_us: i64) -> Result<Vec<String>, StoreError>;
 
+    /// Up to `limit` tasks issued at or after `since_us`, newest first (ties
+    /// by ID), in any state.
+    async fn tasks_issued_since(
+        &self,
+        since_us: i64,
+        limit: u32,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+
     /// The tasks held by the agent with SPIFFE ID `spiffe_id`, only the
     /// active ones if `active_only`, by issue time then ID.
     async fn tasks_of_agent(
@@ -173,6 +203,83 @@ pub trait Store: Send + Sync {
 
     /// Deletes the secret named `name`; `false` if there was none.
     async fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Counts one call against the budget of every task in `budgets` (task ID
+    /// and its `max_calls`), all or none, in one transaction: if any budget is
+    /// spent, nothing is counted and that task is named.
+    async fn count_call(
+        &self,
+        budgets: &[(String, u64)],
+    ) -> Result<crate::session::BudgetOutcome, StoreError>;
+
+    /// Adds `labels` to the session of the delegation tree rooted at
+    /// `root_task_id` (labels already there are kept as they are).
+    async fn add_session_labels(
+        &self,
+        root_task_id: &str,
+        labels: &[String],
+        at_us: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The labels the delegation tree rooted at `root_task_id` has touched,
+    /// sorted (byte order on both backends).
+    async fn session_labels(&self, root_task_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Stores a newly held call. A taken ID is a [`StoreError::Conflict`].
+    async fn insert_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError>;
+
+    /// The held call `id`, or `None` if there is none.
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// The newest `limit` held calls in `state` (in any state if `None`),
+    /// oldest first (by creation time, then ID).
+    async fn approvals(
+        &self,
+        state: Option<ApprovalState>,
+        limit: u32,
+    ) -> Result<Vec<ApprovalRecord>, StoreError>;
+
+    /// Every hold of one call (its task, action, resource and argument
+    /// digest), in any state, oldest first.
+    async fn approvals_for_call(
+        &self,
+        task_id: &str,
+        action: &str,
+        resource: &str,
+        argument_digest: &str,
+    ) -> Result<Vec<ApprovalRecord>, StoreError>;
+
+    /// Moves hold `id` from `pending` to `decision.state` (`approved`,
+    /// `denied`, `expired` or `cancelled`), with who decided, when and their
+    /// note; with `before_expiry`, only if it has not expired by then.
+    /// Returns the hold as it now is, or `None` if it was not pending (or too
+    /// late): of two racing decisions exactly one gets `Some`. Any other
+    /// target state is [`StoreError::InvalidApprovalTransition`].
+    async fn decide_approval(
+        &self,
+        id: &str,
+        decision: &ApprovalDecision,
+    ) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// Moves hold `id` from `approved` to `used` (the call ran) or
+    /// `cancelled` (the call went away) at `at_us`. `None` if it was not
+    /// approved: an approval is spent at most once. Any other target state
+    /// is [`StoreError::InvalidApprovalTransition`].
+    async fn close_approval(
+        &self,
+        id: &str,
+        state: ApprovalState,
+        at_us: i64,
+    ) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// Expires every pending hold whose expiry is at or before `now_us`,
+    /// recording `by` as the decider; returns those it expired (each to one
+    /// caller only, however many sweep at once), oldest first.
+    async fn expire_approvals(
+        &self,
+        now_us: i64,
+        by: &str,
+    ) -> Result<Vec<ApprovalRecord>, StoreError>;
 
     /// Closes the connections, waiting for those in use to come back.
     async fn close(&self);

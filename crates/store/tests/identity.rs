@@ -248,17 +248,23 @@ async fn admin_credentials_are_stored_and_listed_oldest_first() {
         let store = db.store().await;
         let newer = AdminCredential {
             id: "adm-b".to_owned(),
+            name: "bob".to_owned(),
             secret_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
             created_us: 20,
         };
         let older = AdminCredential {
             id: "adm-z".to_owned(),
+            name: "admin".to_owned(),
             secret_hash: "hash-z".to_owned(),
             created_us: 10,
         };
         store.insert_admin_credential(&newer).await.unwrap();
         store.insert_admin_credential(&older).await.unwrap();
-        let err = store.insert_admin_credential(&newer).await.unwrap_err();
+        let same_id = AdminCredential {
+            name: "carol".to_owned(),
+            ..newer.clone()
+        };
+        let err = store.insert_admin_credential(&same_id).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             r#"admin credential "adm-b" already exists"#

@@ -104,6 +104,43 @@ async fn the_head_moves_with_the_records_in_one_transaction() {
 }
 
 #[tokio::test]
+async fn batches_of_every_size_land_whole_and_a_clashing_one_leaves_nothing() {
+    // SQLite writes a batch of up to 64 records in one round trip and larger
+    // ones statement by statement: both sides of that line, each after a
+    // refused batch of the same size.
+    on_each_backend(|db: TestDb| async move {
+        let store = db.store().await;
+        let sizes = [1_usize, 63, 64, 65, 200];
+        let records = chain("n1", sizes.iter().sum::<usize>() as u32);
+        let mut stored = 0;
+        for size in sizes {
+            if stored > 0 {
+                let clashing = &records[stored - 1..stored - 1 + size];
+                assert!(store.append_audit(clashing, "clash").await.is_err());
+                assert_eq!(
+                    store.audit_head("n1").await.unwrap(),
+                    Some(records[stored - 1].head())
+                );
+            }
+            let seal = format!("seal after {size}");
+            store
+                .append_audit(&records[stored..stored + size], &seal)
+                .await
+                .unwrap();
+            stored += size;
+            assert_eq!(
+                store.audit_head("n1").await.unwrap(),
+                Some(records[stored - 1].head())
+            );
+            assert_eq!(store.audit_head_seal("n1").await.unwrap(), Some(seal));
+        }
+        assert_eq!(store.audit_page("n1", 0, 1000).await.unwrap(), records);
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_batch_that_is_not_one_contiguous_chain_is_refused() {
     on_each_backend(|db: TestDb| async move {
         let store = db.store().await;

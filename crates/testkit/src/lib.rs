@@ -1,4 +1,5 @@
-//! Dev-only: one generated corpus of Cedar policies, entities and requests,
+//! Dev-only: one generated corpus of Cedar policies (some with `@approval`
+//! and `@reason` annotations), entities and requests,
 //! shared by the index-equivalence tests and the decision benchmarks, so that
 //! what is measured is what is proven correct; the sample audit events the
 //! store's tests and benchmarks write; and the latency report the in-process
@@ -119,8 +120,21 @@ impl Corpus {
         }
 
         let mut text = String::new();
+        // Annotations draw from their own generator so that the policies
+        // themselves stay what they were before annotations existed.
+        let mut marks = Rng::new(seed ^ 0x5EED_A770);
         for i in 0..shape.policies {
             let effect = if rng.chance(20) { "forbid" } else { "permit" };
+            let mut annotations = String::new();
+            if effect == "forbid" && marks.chance(50) {
+                annotations.push_str(&format!("@approval(\"sign-off {}\")\n", marks.below(3)));
+            }
+            if marks.chance(30) {
+                annotations.push_str(&format!(
+                    "@reason(\"{}\")\n",
+                    pick(&mut marks, &["drift", "egress", "destructive"])
+                ));
+            }
             let principal = match rng.below(5) {
                 0 => "principal".to_owned(),
                 1 => format!(r#"principal == User::"u{}""#, rng.below(shape.users)),
@@ -161,7 +175,7 @@ impl Corpus {
                 _ => "unless { resource.classification > principal.level }".to_owned(),
             };
             text.push_str(&format!(
-                "@id(\"p{i}\")\n{effect}({principal}, {action}, {resource}) {condition};\n"
+                "@id(\"p{i}\")\n{annotations}{effect}({principal}, {action}, {resource}) {condition};\n"
             ));
         }
         Corpus {

@@ -1,9 +1,11 @@
 //! Task tokens whose signature was already checked, so that the Ed25519
 //! verification of a token runs once per token rather than once per call.
 //!
-//! The cache only ever holds what [`SigningKeys::verify`] accepted, keyed on the
-//! whole token string: a lookup compares every byte, so a different string (a
-//! longer one, a prefix, another signature) is a miss and is verified in full.
+//! The cache only ever holds what [`SigningKeys::verify`] accepted. It finds a
+//! token by its signature segment (hashing a whole token on every call costs
+//! more than the rest of a hit) and then compares every byte of the whole
+//! token string, so a different string (a longer one, a prefix, another
+//! signature) is a miss and is verified in full.
 //! A hit skips the signature and the parsing only: issuer, audience, `exp` and
 //! `nbf` are checked again on every call, and the key that signed must still
 //! verify at `now` (a retired key past its overlap window, or a key no longer in
@@ -23,13 +25,25 @@ use crate::keys::{SigningKeys, check_audience, check_time};
 /// when the signing keys change.
 pub struct VerifiedTokenCache {
     capacity: usize,
+    /// By [`lookup_key`].
     inner: Mutex<HashMap<Box<str>, Verified>>,
 }
 
-/// One verified token: its claims and the `kid` of the key that signed it.
+/// One verified token: the token, its claims, the `kid` of the key that
+/// signed it, and the `ath` a DPoP proof for it carries.
 struct Verified {
+    token: Box<str>,
     claims: Arc<TaskClaims>,
     kid: Box<str>,
+    ath: Arc<str>,
+}
+
+/// Where a token is looked up: its signature segment (all of it if it has no
+/// `.`). The whole token is compared on every hit.
+fn lookup_key(token: &str) -> &str {
+    token
+        .rsplit_once('.')
+        .map_or(token, |(_, signature)| signature)
 }
 
 impl VerifiedTokenCache {
@@ -73,35 +87,61 @@ impl VerifiedTokenCache {
         expected_aud: &str,
         expected_iss: &str,
     ) -> Result<Arc<TaskClaims>, TokenError> {
-        if let Some(claims) = self.get(keys, token, now) {
+        self.verify_with_ath(keys, token, now, expected_aud, expected_iss)
+            .map(|(claims, _)| claims)
+    }
+
+    /// [`VerifiedTokenCache::verify`], also giving the token's DPoP `ath`
+    /// (computed once per token, with its signature check).
+    pub(crate) fn verify_with_ath(
+        &self,
+        keys: &SigningKeys,
+        token: &str,
+        now: i64,
+        expected_aud: &str,
+        expected_iss: &str,
+    ) -> Result<(Arc<TaskClaims>, Arc<str>), TokenError> {
+        if let Some((claims, ath)) = self.get(keys, token, now) {
             check_audience(&claims, expected_aud, expected_iss)?;
             check_time(&claims, now)?;
-            return Ok(claims);
+            return Ok((claims, ath));
         }
         let (claims, kid) = keys.verify_with_kid(token, now, expected_aud, expected_iss)?;
         let claims = Arc::new(claims);
-        self.insert(token, Arc::clone(&claims), kid, now);
-        Ok(claims)
+        let ath: Arc<str> = crate::dpop::access_token_hash(token).into();
+        self.insert(token, Arc::clone(&claims), kid, Arc::clone(&ath), now);
+        Ok((claims, ath))
     }
 
-    /// The claims `token` verified to, if held and its key still verifies.
-    fn get(&self, keys: &SigningKeys, token: &str, now: i64) -> Option<Arc<TaskClaims>> {
+    /// The claims `token` verified to and its `ath`, if held and its key
+    /// still verifies.
+    fn get(
+        &self,
+        keys: &SigningKeys,
+        token: &str,
+        now: i64,
+    ) -> Option<(Arc<TaskClaims>, Arc<str>)> {
         let mut map = self.lock();
-        let entry = map.get(token)?;
+        let key = lookup_key(token);
+        let entry = map.get(key)?;
+        if *entry.token != *token {
+            return None;
+        }
         if keys.verifies_with(&entry.kid, now) {
-            return Some(Arc::clone(&entry.claims));
+            return Some((Arc::clone(&entry.claims), Arc::clone(&entry.ath)));
         }
         // Its key is gone: verify again in full, which names the reason.
-        map.remove(token);
+        map.remove(key);
         None
     }
 
-    fn insert(&self, token: &str, claims: Arc<TaskClaims>, kid: String, now: i64) {
+    fn insert(&self, token: &str, claims: Arc<TaskClaims>, kid: String, ath: Arc<str>, now: i64) {
         if self.capacity == 0 {
             return;
         }
+        let key = lookup_key(token);
         let mut map = self.lock();
-        if map.len() >= self.capacity && !map.contains_key(token) {
+        if map.len() >= self.capacity && !map.contains_key(key) {
             map.retain(|_, v| v.claims.exp > now);
             if map.len() >= self.capacity {
                 // Full of live tokens: drop a sixteenth at random (the map's
@@ -114,11 +154,15 @@ impl VerifiedTokenCache {
                 }
             }
         }
+        // Another token with the same signature segment cannot have verified
+        // too; if one were held, the one just verified replaces it.
         map.insert(
-            token.into(),
+            key.into(),
             Verified {
+                token: token.into(),
                 claims,
                 kid: kid.into(),
+                ath,
             },
         );
     }
@@ -170,9 +214,15 @@ mod tests {
         cache.verify(&keys, &token, NOW, AUD, ISS).unwrap();
         let longer = format!("{token}A");
         let shorter = &token[..token.len() - 1];
-        let (input, _) = token.rsplit_once('.').unwrap();
+        let (input, signature) = token.rsplit_once('.').unwrap();
         let resigned = format!("{input}.{}", crate::jws::b64(&[0; 64]));
-        for other in [longer.as_str(), shorter, &resigned, input] {
+        // Found under the same signature segment, but not the token it signs.
+        let (header, _) = input.split_once('.').unwrap();
+        let mut other_claims = claims(NOW);
+        other_claims.jti = "another".into();
+        let other_payload = crate::jws::b64(&serde_json::to_vec(&other_claims).unwrap());
+        let same_signature = format!("{header}.{other_payload}.{signature}");
+        for other in [longer.as_str(), shorter, &resigned, input, &same_signature] {
             assert!(
                 cache.verify(&keys, other, NOW, AUD, ISS).is_err(),
                 "{other} must be verified on its own"
@@ -263,14 +313,14 @@ mod tests {
         let next = keys.issue(&c).unwrap();
         cache.verify(&keys, &next, NOW + 10, AUD, ISS).unwrap();
         assert_eq!(cache.len(), 4);
-        assert!(!cache.lock().contains_key(short.as_str()));
+        assert!(!cache.lock().contains_key(lookup_key(&short)));
         for i in 0..50 {
             let mut c = claims(NOW);
             c.jti = format!("more-{i}");
             let token = keys.issue(&c).unwrap();
             cache.verify(&keys, &token, NOW + 10, AUD, ISS).unwrap();
             assert!(cache.len() <= 4);
-            assert!(cache.lock().contains_key(token.as_str()));
+            assert!(cache.lock().contains_key(lookup_key(&token)));
         }
         cache.clear();
         assert!(cache.is_empty());

@@ -6,6 +6,8 @@
 //! [`DpopError`] variant. A proof only reaches the replay memory once every
 //! other check passed, so invalid proofs cannot fill it.
 
+use std::sync::Arc;
+
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -13,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::htu;
 use crate::jwk::{JwkError, PublicJwk};
 use crate::jws;
+use crate::proof_keys::{PROOF_KEY_CACHE, ProofKey, ProofKeyCache};
 use crate::replay::{JtiCheck, ReplayGuard};
 
 /// The `typ` every DPoP proof carries.
@@ -214,10 +217,12 @@ pub struct DpopProof {
     pub iat: i64,
 }
 
-/// Checks DPoP proofs with a fixed `iat` window.
+/// Checks DPoP proofs with a fixed `iat` window. Clones share the memory of
+/// proof keys already read (see `proof_keys`).
 #[derive(Debug, Clone)]
 pub struct DpopVerifier {
     iat_window: i64,
+    keys: ProofKeyCache,
 }
 
 impl Default for DpopVerifier {
@@ -241,6 +246,7 @@ impl DpopVerifier {
     pub fn new(iat_window_seconds: u32) -> DpopVerifier {
         DpopVerifier {
             iat_window: i64::from(iat_window_seconds),
+            keys: ProofKeyCache::new(PROOF_KEY_CACHE),
         }
     }
 
@@ -251,53 +257,50 @@ impl DpopVerifier {
         request: &DpopRequest<'_>,
         replay: &dyn ReplayGuard,
     ) -> Result<DpopProof, DpopError> {
+        self.verify_with_ath(request, replay, None)
+    }
+
+    /// [`DpopVerifier::verify`], with the `ath` of `request.token` already
+    /// computed (the caller keeps it with the verified token) or `None` to
+    /// compute it here.
+    pub(crate) fn verify_with_ath(
+        &self,
+        request: &DpopRequest<'_>,
+        replay: &dyn ReplayGuard,
+        token_ath: Option<&str>,
+    ) -> Result<DpopProof, DpopError> {
         let proof = request.proof.ok_or(DpopError::MissingProof)?;
-        let compact = jws::split(proof).map_err(|reason| DpopError::Malformed { reason })?;
-        let header: jws::Header =
-            serde_json::from_slice(&compact.header).map_err(|_| DpopError::Malformed {
-                reason: "header is not a JSON object with a string alg",
-            })?;
-        if header.typ.as_deref() != Some(DPOP_TYP) {
-            return Err(DpopError::WrongType { typ: header.typ });
-        }
-        let alg = algorithm(&header.alg)?;
-        if let Some(names) = header.crit {
-            return Err(DpopError::UnsupportedCritical { names });
-        }
-        let jwk = PublicJwk::from_json(header.jwk.as_ref().ok_or(DpopError::MissingJwk)?).map_err(
-            |e| match e {
-                JwkError::PrivateMember { member } => DpopError::PrivateKeyInJwk { member },
-                other => DpopError::BadJwk(other),
-            },
-        )?;
-        if !fits(alg, &jwk) {
-            return Err(DpopError::KeyAlgorithmMismatch {
-                alg: header.alg,
-                key: jwk.describe(),
-            });
-        }
-        let key = jwk.decoding_key().ok_or(DpopError::BadSignature)?;
-        let valid = jsonwebtoken::crypto::verify(
-            compact.signature,
-            compact.signing_input.as_bytes(),
-            &key,
-            alg,
-        );
-        if !matches!(valid, Ok(true)) {
+        let malformed = |reason| DpopError::Malformed { reason };
+        let segments = jws::segments(proof).map_err(malformed)?;
+        let cached = self.keys.get(segments.header);
+        // A header seen before is valid base64url; a new one is decoded before
+        // the payload, so that a proof's first error is the one it always was.
+        let header = match cached {
+            Some(_) => Vec::new(),
+            None => jws::decode_header(&segments).map_err(malformed)?,
+        };
+        let payload = jws::decode_payload(&segments).map_err(malformed)?;
+        let (key, seen) = match cached {
+            Some(key) => (key, true),
+            None => (Arc::new(read_header(&header)?), false),
+        };
+        if !key.verifies(segments.signing_input.as_bytes(), segments.signature) {
             return Err(DpopError::BadSignature);
         }
-        let jkt = jwk.thumbprint();
+        if !seen {
+            self.keys.insert(segments.header, Arc::clone(&key));
+        }
         if let Some(token) = request.token
-            && token.jkt != jkt
+            && token.jkt != key.jkt
         {
             return Err(DpopError::JktMismatch {
                 expected: token.jkt.to_owned(),
-                found: jkt,
+                found: key.jkt.clone(),
             });
         }
 
         let claims: ProofClaims =
-            serde_json::from_slice(&compact.payload).map_err(|e| DpopError::MalformedClaims {
+            serde_json::from_slice(&payload).map_err(|e| DpopError::MalformedClaims {
                 reason: e.to_string(),
             })?;
         let jti = claims
@@ -337,20 +340,60 @@ impl DpopVerifier {
         }
         if let Some(token) = request.token {
             let ath = claims.ath.ok_or(DpopError::MissingAth)?;
-            let expected = jws::b64(&Sha256::digest(token.access_token.as_bytes()));
-            if ath != expected {
+            let expected = match token_ath {
+                Some(known) => std::borrow::Cow::Borrowed(known),
+                None => std::borrow::Cow::Owned(access_token_hash(token.access_token)),
+            };
+            if ath != *expected {
                 return Err(DpopError::AthMismatch {
-                    expected,
+                    expected: expected.into_owned(),
                     found: ath,
                 });
             }
         }
         match replay.check_and_remember(&jti, iat.saturating_add(window), now) {
-            JtiCheck::Fresh => Ok(DpopProof { jkt, jti, iat }),
+            JtiCheck::Fresh => Ok(DpopProof {
+                jkt: key.jkt.clone(),
+                jti,
+                iat,
+            }),
             JtiCheck::Replayed => Err(DpopError::Replayed { jti }),
             JtiCheck::Full => Err(DpopError::ReplayMemoryFull { jti }),
         }
     }
+}
+
+/// The `ath` a proof for `access_token` must carry: base64url(SHA-256(token)).
+pub(crate) fn access_token_hash(access_token: &str) -> String {
+    jws::b64(&Sha256::digest(access_token.as_bytes()))
+}
+
+/// Reads and checks a proof's decoded header: `typ`, `alg`, no `crit`, a
+/// public `jwk` that fits `alg`. The key it names, ready to verify.
+fn read_header(header: &[u8]) -> Result<ProofKey, DpopError> {
+    let header: jws::Header = serde_json::from_slice(header).map_err(|_| DpopError::Malformed {
+        reason: "header is not a JSON object with a string alg",
+    })?;
+    if header.typ.as_deref() != Some(DPOP_TYP) {
+        return Err(DpopError::WrongType { typ: header.typ });
+    }
+    let alg = algorithm(&header.alg)?;
+    if let Some(names) = header.crit {
+        return Err(DpopError::UnsupportedCritical { names });
+    }
+    let jwk = PublicJwk::from_json(header.jwk.as_ref().ok_or(DpopError::MissingJwk)?).map_err(
+        |e| match e {
+            JwkError::PrivateMember { member } => DpopError::PrivateKeyInJwk { member },
+            other => DpopError::BadJwk(other),
+        },
+    )?;
+    if !fits(alg, &jwk) {
+        return Err(DpopError::KeyAlgorithmMismatch {
+            alg: header.alg,
+            key: jwk.describe(),
+        });
+    }
+    ProofKey::new(alg, &jwk).ok_or(DpopError::BadSignature)
 }
 
 /// The algorithm a proof may use, by its `alg` name.

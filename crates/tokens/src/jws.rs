@@ -30,8 +30,20 @@ pub(crate) struct Header {
     pub(crate) jwk: Option<serde_json::Value>,
 }
 
-/// Splits a compact JWS; `Err` says what is wrong with its shape.
-pub(crate) fn split(token: &str) -> Result<Compact<'_>, &'static str> {
+/// A compact JWS cut into its three segments, nothing decoded yet.
+pub(crate) struct Segments<'a> {
+    /// The header, base64url.
+    pub(crate) header: &'a str,
+    /// The payload, base64url.
+    pub(crate) payload: &'a str,
+    /// `header.payload`, the bytes the signature covers.
+    pub(crate) signing_input: &'a str,
+    /// The signature, base64url.
+    pub(crate) signature: &'a str,
+}
+
+/// Cuts a compact JWS into its segments; `Err` says what is wrong with its shape.
+pub(crate) fn segments(token: &str) -> Result<Segments<'_>, &'static str> {
     if token.len() > MAX_COMPACT_LEN {
         return Err("longer than 16 KiB");
     }
@@ -44,17 +56,37 @@ pub(crate) fn split(token: &str) -> Result<Compact<'_>, &'static str> {
     if h.is_empty() || p.is_empty() {
         return Err("empty header or payload");
     }
-    let header = URL_SAFE_NO_PAD
-        .decode(h)
-        .map_err(|_| "header is not base64url")?;
-    let payload = URL_SAFE_NO_PAD
-        .decode(p)
-        .map_err(|_| "payload is not base64url")?;
-    Ok(Compact {
+    Ok(Segments {
+        header: h,
+        payload: p,
         signing_input: &token[..h.len() + 1 + p.len()],
-        header,
-        payload,
         signature: s,
+    })
+}
+
+/// The header segment decoded.
+pub(crate) fn decode_header(segments: &Segments<'_>) -> Result<Vec<u8>, &'static str> {
+    URL_SAFE_NO_PAD
+        .decode(segments.header)
+        .map_err(|_| "header is not base64url")
+}
+
+/// The payload segment decoded.
+pub(crate) fn decode_payload(segments: &Segments<'_>) -> Result<Vec<u8>, &'static str> {
+    URL_SAFE_NO_PAD
+        .decode(segments.payload)
+        .map_err(|_| "payload is not base64url")
+}
+
+/// Splits a compact JWS and decodes its header and payload; `Err` says what
+/// is wrong with its shape.
+pub(crate) fn split(token: &str) -> Result<Compact<'_>, &'static str> {
+    let segments = segments(token)?;
+    Ok(Compact {
+        header: decode_header(&segments)?,
+        payload: decode_payload(&segments)?,
+        signing_input: segments.signing_input,
+        signature: segments.signature,
     })
 }
 

@@ -28,6 +28,7 @@ mod jwk;
 mod jws;
 mod keys;
 mod presentation;
+mod proof_keys;
 mod replay;
 mod spiffe;
 #[cfg(test)]

@@ -169,9 +169,9 @@ impl PresentationVerifier {
         is_revoked: &dyn Fn(&str) -> bool,
         p: &Presentation<'_>,
     ) -> Result<Arc<TaskClaims>, PresentationError> {
-        let claims = self
-            .cache
-            .verify(keys, p.token, p.now, &self.audience, &self.issuer)?;
+        let (claims, ath) =
+            self.cache
+                .verify_with_ath(keys, p.token, p.now, &self.audience, &self.issuer)?;
         match &claims.cnf {
             None if self.accept_unbound => {}
             None => return Err(PresentationError::Unbound),
@@ -186,7 +186,7 @@ impl PresentationVerifier {
                     }),
                     now: p.now,
                 };
-                self.dpop.verify(&request, replay)?;
+                self.dpop.verify_with_ath(&request, replay, Some(&ath))?;
             }
             Some(Confirmation::X5tS256(x5t)) => {
                 let presented = p

@@ -1,6 +1,7 @@
 //! What the benches share: the `mandate serve` under test, the agent they
 //! register with it, the task-token request, DPoP proofs signed ahead of the
-//! timing, the timed request and the tally of what the requests saw.
+//! timing, the timed request and the tally of what the requests saw; and, in
+//! [`load`], the load driver of the gateway and proxy benches.
 #![allow(unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
@@ -12,7 +13,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use serde_json::{Value, json};
 
+pub mod load;
+
 pub const WARM_UP: Duration = Duration::from_secs(2);
+
+/// Config lines putting the per-agent rate and concurrency limits out of the
+/// way: one agent makes every call of a bench. They are still checked.
+#[allow(dead_code)] // used by the gateway and proxy benches
+pub const LIMITS: &str = "agent_rate_per_second = 1000000000\nagent_rate_burst = 1000000000\n\
+     agent_max_concurrent_calls = 1000000\n\n";
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 pub fn env_number(name: &str, default: u64) -> u64 {
@@ -43,25 +52,38 @@ pub struct Node {
     pub http_base: String,
     pub https_base: String,
     stderr_log: PathBuf,
+    /// How long to wait for it to start (three times this) and to stop.
+    patience: Duration,
 }
 
 impl Node {
     /// Starts `mandate serve` on loopback ports, with a SQLite store in `dir`,
-    /// the `examples/agents` policies and `config` (if any), and waits for
-    /// both listening lines.
+    /// the shipped `policies/` and `config` (if any), and waits for both
+    /// listening lines.
     pub fn start(dir: &Path, config: Option<&Path>) -> Node {
         let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
         let data_dir = dir.join("data");
         let stderr_log = dir.join("node-stderr.log");
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
+        // `MANDATE_BENCH_NODE_WRAPPER` runs the node under a profiler, e.g.
+        // `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p`.
+        let wrapper = std::env::var("MANDATE_BENCH_NODE_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_mandate"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_mandate")),
+        };
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--policy-dir")
-            .arg(repo.join("examples/agents"));
+            .arg(repo.join("policies"));
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -90,8 +112,10 @@ impl Node {
             http_base: String::new(),
             https_base: String::new(),
             stderr_log,
+            patience: Duration::from_secs(if wrapper.is_empty() { 20 } else { 300 }),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // A node under a profiler starts many times slower.
+        let deadline = Instant::now() + node.patience * 3;
         while node.http_base.is_empty() || node.https_base.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -123,7 +147,8 @@ impl Node {
             .to_owned()
     }
 
-    /// SIGTERM, then waits up to 20 s for the node to exit (SIGKILL after).
+    /// SIGTERM, then waits up to 20 s (300 s under a profiler) for the node
+    /// to exit (SIGKILL after).
     pub fn stop(&mut self) -> String {
         let Some(mut child) = self.child.take() else {
             return "not running".to_owned();
@@ -131,7 +156,7 @@ impl Node {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + self.patience;
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => return format!("exited after SIGTERM: {status}"),
@@ -141,7 +166,10 @@ impl Node {
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return "did not exit within 20 s of SIGTERM: killed".to_owned();
+                    return format!(
+                        "did not exit within {} s of SIGTERM: killed",
+                        self.patience.as_secs()
+                    );
                 }
             }
         }
@@ -179,6 +207,29 @@ pub fn run_then_stop(mut node: Node, bench: impl AsyncFnOnce(&Node) -> bool) -> 
             std::panic::resume_unwind(panic)
         }
     }
+}
+
+/// Serves `app` on a loopback port from its own 2-thread runtime (so the
+/// upstream never waits on the client's runtime); returns the runtime and
+/// the base URL.
+#[allow(dead_code)] // used by the gateway and proxy benches
+pub fn serve_upstream(app: axum::Router) -> (tokio::runtime::Runtime, String) {
+    use axum::serve::ListenerExt;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("upstream")
+        .enable_all()
+        .build()
+        .expect("upstream runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("upstream listens");
+    let addr = listener.local_addr().expect("upstream address");
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    (runtime, format!("http://{addr}"))
 }
 
 // ---------------------------------------------------------------------------

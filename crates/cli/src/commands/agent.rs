@@ -35,6 +35,9 @@ pub(crate) enum AgentCommand {
     Suspend(NameArgs),
     /// Resume a suspended agent.
     Resume(NameArgs),
+    /// Stop an agent at once: suspend it, revoke every task it and its
+    /// delegates hold, cancel its pending approvals and cut its calls in flight.
+    Kill(NameArgs),
     /// Delete an agent from the registry.
     Delete(NameArgs),
     /// Issue a fresh SVID for an agent (keeps its key in --out if there is one).
@@ -137,6 +140,26 @@ pub(crate) async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             let path = format!("/admin/v1/agents/{}/resume", a.name);
             let body = a.admin.call(Method::POST, &path, None).await?;
             print_agent(body, a.json)
+        }
+        AgentCommand::Kill(a) => {
+            let path = format!("/admin/v1/agents/{}/kill", a.name);
+            let body = a
+                .admin
+                .call(Method::POST, &path, None)
+                .await?
+                .unwrap_or(Value::Null);
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                let revoked = body["tasks_revoked"].as_array().map_or(0, Vec::len);
+                println!(
+                    "killed agent {} ({}): suspended, {revoked} task(s) revoked, {} pending approval(s) cancelled",
+                    a.name,
+                    text(&body["spiffe_id"]),
+                    body["approvals_cancelled"].as_u64().unwrap_or(0),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Delete(a) => {
             let path = format!("/admin/v1/agents/{}", a.name);

@@ -1,13 +1,17 @@
 //! One module per subcommand.
 
+pub(crate) mod admin;
 pub(crate) mod admin_client;
 pub(crate) mod agent;
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod mcp;
 pub(crate) mod policy;
+pub(crate) mod posture;
 pub(crate) mod secret;
 pub(crate) mod serve;
 pub(crate) mod token;
+pub(crate) mod trace;
 
 use std::path::PathBuf;
 

@@ -17,9 +17,57 @@ pub const TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_tok
 /// A JWT-SVID as subject_token or actor_token.
 pub const TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
-/// The example policy directory of the agents quickstart.
+/// The shipped policy directory of the agents quickstart: the baseline pack
+/// (`baseline/`) and the example grants (`examples/`).
 pub fn agent_policies() -> PathBuf {
-    repo_root().join("examples/agents")
+    repo_root().join("policies")
+}
+
+/// Mandate's Cedar schema, for tests that write their own policies beside it.
+pub fn mandate_schema() -> PathBuf {
+    agent_policies().join("baseline/mandate.cedarschema")
+}
+
+/// Grants the gateway tests share: anyone may hold the `reports` data domain
+/// and the `read` capability, and a call is allowed for the tools its task holds.
+pub const READ_REPORTS_CALL_WITHIN_TASK: &str = r#"
+@id("anyone-holds-reports")
+permit (principal is Agent, action == Action::"hold_data_domain", resource == DataDomain::"reports");
+
+@id("read-only")
+permit (principal is Agent, action == Action::"hold_capability", resource == Capability::"read");
+
+@id("call-within-task")
+permit (principal is Agent, action == Action::"call", resource is Tool)
+when { context.task.tools.contains(resource) };
+"#;
+
+/// Writes `<dir>/policies`: Mandate's schema, and the `policies` one after
+/// the other in `<name>.cedar`. Returns the directory.
+pub fn schema_and_policies(dir: &Path, name: &str, policies: &[&str]) -> PathBuf {
+    let dir = dir.join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(mandate_schema(), dir.join("mandate.cedarschema")).unwrap();
+    std::fs::write(dir.join(format!("{name}.cedar")), policies.concat()).unwrap();
+    dir
+}
+
+/// Copies the shipped policy directory, subdirectories included, into `dest`
+/// (so that a test can change or add files).
+pub fn copy_agent_policies(dest: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    copy(&agent_policies(), dest);
 }
 
 /// The SPIRE-shaped fixtures (made with openssl, not by Mandate).
@@ -96,6 +144,13 @@ impl AgentNode {
             admin,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Starts a node on `store` with the policies in `policies` and the config
+    /// file `config` (MCP upstreams, REST routes, ...).
+    pub fn start_with_config(store: TestStore, config: &Path, policies: &Path) -> AgentNode {
+        let config = config.to_str().expect("a UTF-8 config path");
+        AgentNode::start_with_policies(store, policies, &["--config", config], &[])
     }
 
     /// A node on a fresh SQLite store.

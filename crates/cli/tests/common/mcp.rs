@@ -1,15 +1,16 @@
 //! What the MCP end-to-end tests share: the MCP software `scripts/test.sh`
-//! installs, the Python SDK scripts in `crates/cli/tests/mcp/`, and the
-//! agent files they read.
+//! installs, the Python SDK scripts in `crates/cli/tests/mcp/`, the agent
+//! files they read, and upstream MCP servers over HTTP.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::agents::Agent;
+use super::agents::{Agent, Token};
 use super::repo_root;
 
 /// Where `scripts/test.sh` put the MCP test software.
@@ -146,4 +147,228 @@ pub fn wait(child: &mut Child, limit: Duration, what: &str) -> Output {
         stdout: out_reader.join().unwrap(),
         stderr: err_reader.join().unwrap(),
     }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An upstream MCP server over Streamable HTTP in a child process, killed on drop.
+pub struct HttpUpstream {
+    child: Child,
+    /// Its Streamable HTTP endpoint.
+    pub url: String,
+}
+
+impl HttpUpstream {
+    /// Starts `command` and waits (60 s at most) for a line on its stdout or
+    /// stderr containing `ready`; `port` reads the port from that line (or is
+    /// the one given). Both streams go to `log`.
+    pub fn start(
+        mut command: Command,
+        log: PathBuf,
+        ready: &str,
+        port: Option<u16>,
+    ) -> HttpUpstream {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the upstream starts");
+        let file = Arc::new(Mutex::new(std::fs::File::create(&log).unwrap()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let streams: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for stream in streams {
+            let (tx, file, ready) = (tx.clone(), Arc::clone(&file), ready.to_owned());
+            // Reads to the end, so the child never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let _ = writeln!(file.lock().unwrap(), "{line}");
+                    if line.contains(&ready) {
+                        let _ = tx.send(line);
+                    }
+                }
+            });
+        }
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the upstream did not start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        let port = port.unwrap_or_else(|| {
+            line.rsplit(' ')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no port in {line:?}"))
+        });
+        HttpUpstream {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+
+    /// `PORT=N mcp-server-everything streamableHttp`, its log in `dir`.
+    pub fn everything(tools: &McpTools, dir: &Path) -> HttpUpstream {
+        let port = free_port();
+        let mut command = Command::new(tools.npm_bin.join("mcp-server-everything"));
+        command
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .current_dir(dir);
+        HttpUpstream::start(
+            command,
+            dir.join("everything.log"),
+            "MCP Streamable HTTP Server listening on port",
+            Some(port),
+        )
+    }
+
+    /// The recording upstream (crates/cli/tests/mcp/recording_upstream.py),
+    /// appending every request it receives to `record` (see [`recorded`]).
+    pub fn recording(tools: &McpTools, dir: &Path, record: &Path) -> HttpUpstream {
+        let mut command = Command::new(&tools.python);
+        command
+            .arg(mcp_dir().join("recording_upstream.py"))
+            .arg(record)
+            .current_dir(dir);
+        HttpUpstream::start(
+            command,
+            dir.join("recorder.log"),
+            "recording upstream listening on port",
+            None,
+        )
+    }
+}
+
+impl Drop for HttpUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The requests the recording upstream received, in order: `{"method",
+/// "path", "headers": [[name, value], ...], "body"}`.
+pub fn recorded(record: &Path) -> Vec<Value> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The value of header `name` in a recorded request, if it was sent.
+pub fn recorded_header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
+    request["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .and_then(|h| h[1].as_str())
+}
+
+/// The JSON-RPC body of a recorded request (Null for a body-less one).
+pub fn recorded_rpc(request: &Value) -> Value {
+    serde_json::from_str(request["body"].as_str().unwrap()).unwrap_or(Value::Null)
+}
+
+/// A JSON-RPC `tools/call` of `name` with `arguments`, as message `id`.
+pub fn tools_call(id: impl Into<Value>, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id.into(), "method": "tools/call",
+           "params": {"name": name, "arguments": arguments}})
+}
+
+/// POSTs one JSON-RPC message to the gateway at `url` as `token`'s holder (a
+/// fresh DPoP proof), `limit` at most: (status, the body as JSON, or
+/// `{"raw": text}` if it is not JSON).
+pub async fn rpc(
+    http: &reqwest::Client,
+    token: &Token,
+    url: &str,
+    body: &Value,
+    limit: Duration,
+) -> (u16, Value) {
+    let response = http
+        .post(url)
+        .header("authorization", format!("DPoP {}", token.access_token))
+        .header("dpop", token.proof_for(url))
+        .header("accept", "application/json, text/event-stream")
+        .json(body)
+        .timeout(limit)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the gateway answers within {limit:?}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(json!({"raw": text})),
+    )
+}
+
+/// Asserts what an upstream received in `requests` (see [`recorded`]): the
+/// credential `Key <credential>` on every request, never the agent's
+/// Authorization, DPoP proof or token, and exactly the granted calls of echo
+/// and get-sum (never the refused get-env).
+#[track_caller]
+pub fn assert_upstream_saw(requests: &[Value], credential: &str, token: &Token, what: &str) {
+    assert!(!requests.is_empty(), "{what}: the upstream got nothing");
+    for request in requests {
+        assert_eq!(
+            recorded_header(request, "x-upstream-key"),
+            Some(format!("Key {credential}").as_str()),
+            "{what}: the upstream gets the configured credential: {request}"
+        );
+        assert_eq!(
+            recorded_header(request, "authorization"),
+            None,
+            "{what}: the agent's Authorization never reaches the upstream: {request}"
+        );
+        assert_eq!(
+            recorded_header(request, "dpop"),
+            None,
+            "{what}: the agent's DPoP proof never reaches the upstream: {request}"
+        );
+        assert!(
+            !request.to_string().contains(&token.access_token),
+            "{what}: the task token never reaches the upstream: {request}"
+        );
+    }
+    let called: Vec<String> = requests
+        .iter()
+        .map(recorded_rpc)
+        .filter(|m| m["method"] == "tools/call")
+        .map(|m| m["params"]["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        called,
+        ["echo", "get-sum"],
+        "{what}: the upstream got the granted calls and never the refused one"
+    );
+}
+
+/// The audit records of `call` decisions on `Tool::"<tool>"` with `outcome`
+/// (`allow`, `deny`) among `records`.
+pub fn calls_of<'a>(records: &[&'a Value], tool: &str, outcome: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| {
+            r["action"] == "Action::\"call\""
+                && r["resource"] == format!("Tool::\"{tool}\"")
+                && r["outcome"] == outcome
+        })
+        .copied()
+        .collect()
 }

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod mcp;
+pub mod rmcp_dpop;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
-//! The gateway's requests, put to the example policy set of `examples/agents`
-//! (under its schema, in strict mode) and to schema-less policy sets.
+//! The gateway's requests, put to the shipped policy directory `policies/`
+//! (the baseline pack and the example grants, under Mandate's schema, in
+//! strict mode) and to schema-less policy sets.
 
 use mandate_core::{Decision, DecisionReason, Effect};
 use mandate_policy::cedar_policy::EvalResult;
@@ -9,8 +10,9 @@ use serde_json::{Value, json};
 use super::*;
 use crate::catalog::ToolClass;
 
-const EXAMPLE_SCHEMA: &str = include_str!("../../../../examples/agents/agents.cedarschema");
-const EXAMPLE_POLICIES: &str = include_str!("../../../../examples/agents/agents.cedar");
+const EXAMPLE_SCHEMA: &str = include_str!("../../../../policies/baseline/mandate.cedarschema");
+/// The example grants alone (without the baseline), for tests of arguments.
+const EXAMPLE_POLICIES: &str = include_str!("../../../../policies/examples/grants.cedar");
 
 const SPIFFE: &str = "spiffe://mandate.local/agent/summariser";
 const ATTRS: &[(&str, &str)] = &[
@@ -57,8 +59,10 @@ fn bundle(schema: Option<&str>, policies: &str) -> PolicyBundle {
     .unwrap()
 }
 
+/// `policies/` as shipped: baseline and example grants.
 fn examples() -> PolicyBundle {
-    bundle(Some(EXAMPLE_SCHEMA), EXAMPLE_POLICIES)
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    PolicyBundle::from_sources(&PolicySources::read_dir(&dir).unwrap()).unwrap()
 }
 
 fn entry(class: ToolClass) -> CatalogEntry {
@@ -66,6 +70,7 @@ fn entry(class: ToolClass) -> CatalogEntry {
         class,
         labels: vec!["reports".into()],
         egress: false,
+        destructive: false,
     }
 }
 
@@ -128,8 +133,10 @@ fn a_tool_call_names_agent_action_and_qualified_tool() {
     assert_eq!(
         context["tool"],
         json!({"name": "read", "upstream": "files", "class": "read",
-               "labels": ["reports"], "egress": false, "known": true})
+               "labels": ["reports"], "egress": false, "destructive": false, "known": true})
     );
+    // A bare task is a scope whose session has touched nothing.
+    assert_eq!(context["session"], json!({"labels": []}));
     assert_eq!(
         context["task"]["tools"],
         json!([{"__entity": {"type": "Tool", "id": "files.read"}}])
@@ -152,7 +159,7 @@ fn a_catalogued_read_tool_in_the_task_is_allowed_by_the_examples() {
         &task(&["files.read"], &["read"]),
         PolicySchema::Present,
     ));
-    allowed_by(&d, "agents.cedar#call-within-task");
+    allowed_by(&d, "examples/grants.cedar#call-within-task");
 }
 
 #[test]
@@ -166,11 +173,11 @@ fn a_tool_whose_class_the_task_lacks_is_forbidden() {
         &task(&["files.read"], &["read"]),
         PolicySchema::Present,
     ));
-    forbidden_by(&d, "agents.cedar#gateway-class-needs-capability");
+    forbidden_by(&d, "baseline/capabilities.cedar#class-needs-capability");
 }
 
 #[test]
-fn an_uncatalogued_tool_is_forbidden_even_when_granted() {
+fn an_uncatalogued_tool_is_denied_even_in_the_task() {
     let (entry, known) = crate::Catalog::default().lookup("files.read");
     let d = examples().decide(call(
         "files",
@@ -181,7 +188,10 @@ fn an_uncatalogued_tool_is_forbidden_even_when_granted() {
         &task(&["files.read"], &["read", "act", "delegate"]),
         PolicySchema::Present,
     ));
-    forbidden_by(&d, "agents.cedar#gateway-unknown-tools");
+    // The example grants admit catalogued tools only (policies/README: a
+    // tool missing from the catalog needs a permit naming it).
+    assert_eq!(d.effect, Effect::Deny, "{d:?}");
+    assert_eq!(d.reason, DecisionReason::NoPermit, "{d:?}");
 }
 
 #[test]
@@ -199,8 +209,8 @@ fn a_tool_named_like_another_upstreams_tool_is_not_that_tool() {
     );
     assert_eq!(r.resource.to_string(), r#"Tool::"mail.files.read""#);
     let d = examples().decide(r);
-    assert_eq!(d.effect, Effect::Deny);
-    assert_eq!(d.reason, DecisionReason::NoPermit);
+    forbidden_by(&d, "baseline/drift.cedar#drift");
+    assert!(d.has_tag("drift"), "{d:?}");
     // An upstream name with a dot or colon could make ids collide: refused.
     for upstream in ["files.x", "a:b", "", "sp ace"] {
         assert_eq!(
@@ -233,7 +243,7 @@ fn the_authzen_call_with_task_only_still_validates() {
     )])
     .unwrap();
     let d = examples().decide(DecisionRequest { context, ..r });
-    allowed_by(&d, "agents.cedar#call-within-task");
+    allowed_by(&d, "examples/grants.cedar#call-within-task");
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! Matching REST requests to rules (and refusing confusing paths), and their
-//! Cedar requests put to the example policy set of `examples/agents`.
+//! Cedar requests put to the shipped policy directory `policies/` (the
+//! baseline pack, the example grants and the github example's actions).
 
 use mandate_core::{DecisionReason, Effect};
-use mandate_policy::{PolicyBundle, PolicySources, SourceFile};
+use mandate_policy::{PolicyBundle, PolicySources};
 use serde_json::{Value, json};
 
 use super::*;
 
-const EXAMPLE_SCHEMA: &str = include_str!("../../../../examples/agents/agents.cedarschema");
-const EXAMPLE_POLICIES: &str = include_str!("../../../../examples/agents/agents.cedar");
+const EXAMPLE_SCHEMA: &str = include_str!("../../../../policies/baseline/mandate.cedarschema");
 const SPIFFE: &str = "spiffe://mandate.local/agent/triager";
 const ATTRS: &[(&str, &str)] = &[
     ("name", "triager"),
@@ -28,6 +28,7 @@ fn rule(method: &str, path: &str, action: &str, resource_type: &str, id: &str) -
         class: ToolClass::Read,
         labels: vec![],
         egress: false,
+        destructive: false,
     }
 }
 
@@ -99,6 +100,7 @@ fn the_first_rule_that_fits_names_action_resource_and_captures() {
             class: ToolClass::Read,
             labels: vec![],
             egress: false,
+            destructive: false,
         }
     );
     let m = github()
@@ -339,17 +341,10 @@ fn task(tools: &[&str], capabilities: &[&str]) -> Value {
     })
 }
 
+/// `policies/` as shipped.
 fn examples() -> PolicyBundle {
-    let file = |name: &str, text: &str| SourceFile {
-        name: name.into(),
-        text: text.into(),
-    };
-    PolicyBundle::from_sources(&PolicySources {
-        policies: vec![file("agents.cedar", EXAMPLE_POLICIES)],
-        schemas: vec![file("agents.cedarschema", EXAMPLE_SCHEMA)],
-        entities: None,
-    })
-    .unwrap()
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    PolicyBundle::from_sources(&PolicySources::read_dir(&dir).unwrap()).unwrap()
 }
 
 fn request(method: &str, path: &str, query: Option<&str>, t: &Value) -> DecisionRequest {
@@ -380,9 +375,29 @@ fn a_rest_request_names_agent_action_resource_and_its_context() {
                      "query": "state=open", "upstream": "github"},
             "params": {"owner": "acme", "repo": "web"},
             "tool": {"name": "list_issues", "upstream": "github", "class": "read",
-                     "labels": [], "egress": false, "known": true},
+                     "labels": [], "egress": false, "destructive": false, "known": true},
             "tool_entity": {"__entity": {"type": "Tool", "id": "github.list_issues"}},
+            "session": {"labels": []},
         })
+    );
+}
+
+#[test]
+fn a_scope_carries_the_session_labels_into_the_context() {
+    let t = task(&["github.list_issues"], &["read"]);
+    let m = github()
+        .match_request("GET", "/repos/acme/web/issues")
+        .unwrap();
+    let labels = vec!["confidential".to_owned(), "pii".to_owned()];
+    let scope = crate::TaskScope {
+        task: &t,
+        session_labels: &labels,
+    };
+    let r = rest_request("github", &m, "GET", None, scope, SPIFFE, ATTRS).unwrap();
+    let context = r.context.to_json_value().unwrap();
+    assert_eq!(
+        context["session"],
+        json!({"labels": ["confidential", "pii"]})
     );
 }
 
@@ -395,19 +410,20 @@ fn the_examples_allow_an_endpoint_whose_tool_and_class_the_task_holds() {
         &task(&["github.list_issues"], &["read"]),
     ));
     assert_eq!(d.effect, Effect::Allow, "{d:?}");
-    assert_eq!(d.policies, ["agents.cedar#proxy-within-task"]);
+    assert_eq!(d.policies, ["examples/grants.cedar#proxy-within-task"]);
 }
 
 #[test]
 fn the_examples_deny_an_endpoint_outside_the_task_or_its_capabilities() {
-    // Not the task's tool: no permit.
+    // Not the task's tool: drift.
     let d = examples().decide(request(
         "GET",
         "/repos/acme/web/issues",
         None,
         &task(&["github.create_issue", "files.read"], &["read"]),
     ));
-    assert_eq!(d.reason, DecisionReason::NoPermit, "{d:?}");
+    assert_eq!(d.reason, DecisionReason::Forbidden, "{d:?}");
+    assert_eq!(d.policies, ["baseline/drift.cedar#drift"]);
     // Its tool, but an `act` endpoint under a read-only task.
     let d = examples().decide(request(
         "POST",
@@ -416,7 +432,10 @@ fn the_examples_deny_an_endpoint_outside_the_task_or_its_capabilities() {
         &task(&["github.create_issue"], &["read"]),
     ));
     assert_eq!(d.reason, DecisionReason::Forbidden, "{d:?}");
-    assert_eq!(d.policies, ["agents.cedar#proxy-class-needs-capability"]);
+    assert_eq!(
+        d.policies,
+        ["baseline/capabilities.cedar#class-needs-capability"]
+    );
     // The same tool name on another upstream is another tool.
     let m = github()
         .match_request("GET", "/repos/acme/web/issues")
@@ -431,7 +450,7 @@ fn the_examples_deny_an_endpoint_outside_the_task_or_its_capabilities() {
         ATTRS,
     )
     .unwrap();
-    assert_eq!(examples().decide(r).reason, DecisionReason::NoPermit);
+    assert!(examples().decide(r).has_tag("drift"));
 }
 
 #[test]

@@ -459,3 +459,113 @@ fn refuses_a_malformed_proof_and_a_relative_request_uri() {
         Err(DpopError::BadRequestUri { .. })
     ));
 }
+
+// The memory of proof headers: every proof's signature and claims are still
+// checked, and only a header whose proof verified is remembered.
+
+#[test]
+fn a_remembered_header_does_not_spare_the_next_proof_its_signature_check() {
+    for key in [AgentKey::es256(), AgentKey::ed25519()] {
+        let jkt = key.jkt();
+        let guard = MemoryReplayGuard::new(10);
+        let verifier = DpopVerifier::default();
+        let first = sign(&key, &claims("first"));
+        assert!(verifier.verify(&check(Some(&first), &jkt), &guard).is_ok());
+        assert_eq!(verifier.keys.len(), 1, "the header is remembered");
+        // Same header bytes, other claims, the first proof's signature.
+        let (header, _) = first.split_once('.').unwrap();
+        let signature = first.rsplit_once('.').unwrap().1;
+        let payload = jws::b64(&serde_json::to_vec(&claims("second")).unwrap());
+        let spliced = format!("{header}.{payload}.{signature}");
+        assert_eq!(
+            verifier.verify(&check(Some(&spliced), &jkt), &guard),
+            Err(DpopError::BadSignature),
+            "{}",
+            alg_name(&key)
+        );
+        // A proof signed with the remembered key by someone else's hand.
+        let thief = match key.alg {
+            Algorithm::EdDSA => AgentKey::ed25519(),
+            _ => AgentKey::es256(),
+        };
+        let header = json!({"typ": "dpop+jwt", "alg": alg_name(&key), "jwk": key.jwk});
+        let forged = forge_with(&thief, &header, &claims("third"));
+        assert_eq!(
+            verifier.verify(&check(Some(&forged), &jkt), &guard),
+            Err(DpopError::BadSignature)
+        );
+        let good = sign(&key, &claims("fourth"));
+        assert!(verifier.verify(&check(Some(&good), &jkt), &guard).is_ok());
+    }
+}
+
+#[test]
+fn a_remembered_header_still_binds_its_key_to_the_token() {
+    let agent = AgentKey::es256();
+    let thief = AgentKey::es256();
+    let guard = MemoryReplayGuard::new(10);
+    let verifier = DpopVerifier::default();
+    // The thief's key is remembered from a proof for its own token ...
+    let own = sign(&thief, &claims("own"));
+    assert!(
+        verifier
+            .verify(&check(Some(&own), &thief.jkt()), &guard)
+            .is_ok()
+    );
+    // ... and still does not fit the agent's token.
+    let stolen = sign(&thief, &claims("stolen"));
+    assert_eq!(
+        verifier.verify(&check(Some(&stolen), &agent.jkt()), &guard),
+        Err(DpopError::JktMismatch {
+            expected: agent.jkt(),
+            found: thief.jkt()
+        })
+    );
+}
+
+#[test]
+fn a_header_whose_proof_failed_is_not_remembered_and_is_refused_again() {
+    let agent = AgentKey::es256();
+    let thief = AgentKey::es256();
+    let guard = MemoryReplayGuard::new(10);
+    let verifier = DpopVerifier::default();
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": agent.jwk});
+    for jti in ["a", "b"] {
+        let proof = forge_with(&thief, &header, &claims(jti));
+        assert_eq!(
+            verifier.verify(&check(Some(&proof), &agent.jkt()), &guard),
+            Err(DpopError::BadSignature)
+        );
+    }
+    let wrong_typ = json!({"typ": "JWT", "alg": "ES256", "jwk": agent.jwk});
+    for jti in ["c", "d"] {
+        let proof = forge_with(&agent, &wrong_typ, &claims(jti));
+        assert_eq!(
+            verifier.verify(&check(Some(&proof), &agent.jkt()), &guard),
+            Err(DpopError::WrongType {
+                typ: Some("JWT".into())
+            })
+        );
+    }
+    assert_eq!(verifier.keys.len(), 0);
+    assert!(guard.is_empty());
+}
+
+#[test]
+fn the_ath_kept_with_a_token_is_the_hash_of_that_token() {
+    let key = AgentKey::es256();
+    let jkt = key.jkt();
+    let verifier = DpopVerifier::default();
+    let proof = sign(&key, &claims("p"));
+    let known = ath(TOKEN);
+    assert!(
+        verifier
+            .verify_with_ath(
+                &check(Some(&proof), &jkt),
+                &MemoryReplayGuard::new(10),
+                Some(&known)
+            )
+            .is_ok()
+    );
+    assert_eq!(access_token_hash(TOKEN), known);
+}
